@@ -1,0 +1,108 @@
+"""Check a SavedModel the way a server sees it, importing only TensorFlow.
+
+Run as a script in a fresh interpreter (never imported by kerasnotes):
+
+    python -P _export_check.py EXPORT_DIR CHECK_JSON
+
+CHECK_JSON holds the signature contract (names, dtypes, shapes of inputs and outputs)
+and examples with the answers the Keras model gave. Both `tf.saved_model.load` and the
+session-based loader used by `saved_model_cli` and TensorFlow Serving must load the
+export, expose exactly the contract and give those answers. Prints one line per
+problem and exits 1 if there is any.
+"""
+
+import base64
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+
+def _decode(value, dtype):
+    if dtype == "string":
+        return np.array([base64.b64decode(v) for v in value], dtype=object)
+    return np.array(value, dtype=dtype)
+
+
+def _shape(shape):
+    return [None if d is None or d == -1 else int(d) for d in shape]
+
+
+def _compare(where, name, got, want, problems):
+    got = np.asarray(got)
+    if got.dtype == object or got.dtype.kind == "S":
+        got = [g.decode() if isinstance(g, bytes) else g for g in got.ravel().tolist()]
+        if got != list(np.ravel(want)):
+            problems.append(f"{where}: output {name!r} is {got}, expected {want}")
+    elif not np.allclose(got, np.asarray(want), atol=1e-4, rtol=1e-4):
+        error = np.max(np.abs(got - np.asarray(want)))
+        problems.append(f"{where}: output {name!r} differs from the model by {error:.3g}")
+
+
+def check(export_dir, spec):
+    problems = []
+    contract, examples = spec["contract"], spec["examples"]
+
+    # 1. The TF2 loader.
+    loaded = tf.saved_model.load(export_dir)
+    if sorted(loaded.signatures) != sorted(contract):
+        problems.append(f"signatures are {sorted(loaded.signatures)}, expected {sorted(contract)}")
+    for name, want in contract.items():
+        if name not in loaded.signatures:
+            continue
+        fn = loaded.signatures[name]
+        inputs = fn.structured_input_signature[1]
+        got_inputs = {k: [v.dtype.name, _shape(v.shape)] for k, v in inputs.items()}
+        if got_inputs != want["inputs"]:
+            problems.append(f"{name}: inputs are {got_inputs}, expected {want['inputs']}")
+        got_outputs = {
+            k: [v.dtype.name, _shape(v.shape)] for k, v in fn.structured_outputs.items()
+        }
+        if got_outputs != want["outputs"]:
+            problems.append(f"{name}: outputs are {got_outputs}, expected {want['outputs']}")
+    for example in examples:
+        name = example["signature"]
+        if name not in loaded.signatures:
+            continue
+        dtypes = {k: v[0] for k, v in contract[name]["inputs"].items()}
+        feed = {k: tf.constant(_decode(v, dtypes[k])) for k, v in example["inputs"].items()}
+        result = loaded.signatures[name](**feed)
+        for key, want in example["outputs"].items():
+            _compare(f"tf.saved_model.load {name}", key, result[key].numpy(), want, problems)
+
+    # 2. The session-based loader of saved_model_cli and TensorFlow Serving.
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+        for example in examples:
+            name = example["signature"]
+            signature = meta_graph.signature_def.get(name)
+            if signature is None:
+                problems.append(f"session loader: no signature {name!r}")
+                continue
+            dtypes = {k: v[0] for k, v in contract[name]["inputs"].items()}
+            feed = {
+                signature.inputs[k].name: _decode(v, dtypes[k])
+                for k, v in example["inputs"].items()
+            }
+            fetch = {k: signature.outputs[k].name for k in example["outputs"]}
+            result = session.run(fetch, feed)
+            for key, want in example["outputs"].items():
+                _compare(f"session loader {name}", key, result[key], want, problems)
+    return problems
+
+
+def main():
+    export_dir, check_json = sys.argv[1], sys.argv[2]
+    with open(check_json) as f:
+        spec = json.load(f)
+    problems = check(export_dir, spec)
+    if "kerasnotes" in sys.modules:
+        problems.append("the check imported kerasnotes; it must use TensorFlow alone")
+    for problem in problems:
+        print(problem)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Image classification data: the embedded `shapes`, tfds names and image folders.
+
+Every source comes back as an `ImageClassificationData`: unbatched `tf.data` splits of
+`(uint8 image (height, width, channels), int label)`, class names and the image shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from kerasnotes.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+DEFAULT_FOLDER_IMAGE_SIZE = 64
+# tfds names the CLI lists; any tfds image classification dataset with
+# supervised (image, label) keys works.
+TFDS_EXAMPLES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+
+
+@dataclasses.dataclass
+class ImageClassificationData:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list[str]
+    image_shape: tuple[int, int, int]  # (height, width, channels)
+    num_examples: dict[str, int]
+    source: str
+
+
+def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Resize decoded images to `size` as float32 pixel values rounded to [0, 255].
+
+    Used by the training pipelines and inside every export, so training and serving
+    see the same pixels.
+    """
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.round(tf.clip_by_value(image, 0.0, 255.0))
+
+
+def _embedded(name: str):
+    from kerasnotes.data.shapes import Shapes
+
+    configs = {"shapes": "default", "shapes/small": "small"}
+    return Shapes, configs.get(name)
+
+
+EMBEDDED = ("shapes", "shapes/small")
+
+
+def load(
+    dataset: str | None,
+    *,
+    image_size=None,
+    skip_bad_records: bool = False,
+    data_dir: str | None = None,
+) -> ImageClassificationData:
+    """Load an image classification dataset by embedded name, path or tfds name.
+
+    Args:
+        dataset: `None` or `"shapes"` (embedded, default), `"shapes/small"`, a
+            directory with one sub-folder of images per class, or a tfds name such
+            as `"mnist"`.
+        image_size: `None` (the dataset's own size; 64 for folders), an int or
+            `[height, width]`.
+        skip_bad_records: skip (and count) unreadable images in a folder instead
+            of failing.
+        data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+    """
+    size = _size_pair(image_size)
+    dataset = dataset or "shapes"
+    if dataset in EMBEDDED:
+        builder_cls, config = _embedded(dataset)
+        builder = builder_cls(config=config, data_dir=data_dir)
+        builder.download_and_prepare()
+        return _from_builder(builder, dataset, size)
+    if os.path.isdir(dataset):
+        return _from_folder(dataset, size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2, skip_bad_records)
+    if os.path.exists(dataset):
+        raise DataError(
+            f"Dataset path {dataset!r} is a file; expected a directory with one "
+            "sub-folder of images per class."
+        )
+    if os.sep in dataset or dataset.startswith((".", "~")):
+        raise DataError(
+            f"Dataset path {dataset!r} does not exist; expected a directory with one "
+            "sub-folder of images per class, an embedded dataset "
+            f"({', '.join(EMBEDDED)}) or a tfds name."
+        )
+    return _from_builder(_tfds_builder(dataset, data_dir), dataset, size)
+
+
+def _size_pair(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(image_size)
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            f"Unknown dataset {name!r}: not an embedded dataset ({', '.join(EMBEDDED)}), "
+            f"not an existing directory and not a tfds name (such as "
+            f"{', '.join(TFDS_EXAMPLES)})."
+        ) from None
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # noqa: BLE001 - network and checksum errors of every kind.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"Dataset {name!r} is not prepared in {builder.data_dir} and could not be "
+            f"downloaded ({reason[:200]}). Prepare it once on a machine with network "
+            "access (tfds build, or any kerasnotes run) and point TFDS_DATA_DIR at it, "
+            "or pass a local image folder."
+        ) from None
+    return builder
+
+
+def _from_builder(builder, name: str, size) -> ImageClassificationData:
+    import tensorflow_datasets as tfds
+
+    info = builder.info
+    keys = info.supervised_keys
+    image_key, label_key = keys if keys and len(keys) == 2 else (None, None)
+    features = info.features
+    if not (
+        image_key
+        and isinstance(features[image_key], tfds.features.Image)
+        and isinstance(features[label_key], tfds.features.ClassLabel)
+    ):
+        raise DataError(
+            f"Dataset {name!r} is not an image classification dataset: it needs "
+            "supervised (image, class label) keys."
+        )
+    height, width, channels = features[image_key].shape
+    if size is None and (height is None or width is None):
+        raise DataError(
+            f"Dataset {name!r} has images of varying size; set image_size "
+            "(for example --set image_size=64)."
+        )
+    size = size or (height, width)
+    channels = channels or 3
+
+    splits = set(info.splits)
+    if "validation" in splits:
+        train_split, validation_split = "train", "validation"
+    else:
+        train_split, validation_split = "train[:90%]", "train[90%:]"
+    test_split = "test" if "test" in splits else validation_split
+
+    def read(split):
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        if size != (height, width):
+            ds = ds.map(
+                lambda image, label: (tf.cast(resize(image, size), tf.uint8), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return ds
+
+    num_examples = {
+        part: _count(info, split)
+        for part, split in (
+            ("train", train_split),
+            ("validation", validation_split),
+            ("test", test_split),
+        )
+    }
+    return ImageClassificationData(
+        train=read(train_split),
+        validation=read(validation_split),
+        test=read(test_split),
+        class_names=list(features[label_key].names),
+        image_shape=(size[0], size[1], channels),
+        num_examples=num_examples,
+        source=f"tfds:{builder.name}/{builder.builder_config.name}"
+        if builder.builder_config
+        else f"tfds:{builder.name}",
+    )
+
+
+def _count(info, split: str) -> int:
+    try:
+        return int(info.splits[split].num_examples)
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def _decode_file(path: str, size) -> np.ndarray:
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.cast(resize(image, size), tf.uint8).numpy()
+
+
+def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassificationData:
+    """Read `path/<class>/<image>` into memory, checking every image once."""
+    from keras.utils import Progbar
+
+    classes = sorted(
+        d
+        for d in os.listdir(path)
+        if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
+    )
+    files = [
+        (os.path.join(path, c, f), label)
+        for label, c in enumerate(classes)
+        for f in sorted(os.listdir(os.path.join(path, c)))
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    ]
+    if not files:
+        raise DataError(
+            f"Image folder {path!r} holds no images: expected one sub-folder per class "
+            f"with {', '.join(IMAGE_EXTENSIONS)} files."
+        )
+    if len(classes) < 2:
+        raise DataError(
+            f"Image folder {path!r} has {len(classes)} class sub-folder; a classifier "
+            "needs at least 2."
+        )
+    images, labels, skipped = [], [], []
+    progress = Progbar(len(files), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
+    for i, (file, label) in enumerate(files):
+        try:
+            images.append(_decode_file(file, size))
+            labels.append(label)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            if not skip_bad_records:
+                reason = (e.message or "").strip().splitlines()[0] if e.message else ""
+                raise DataError(
+                    f"Corrupt or unreadable image {file!r} ({reason}). Remove it, or "
+                    "set skip_bad_records=true to skip such files (they are counted)."
+                ) from None
+            skipped.append(file)
+        progress.update(i + 1)
+    if skipped:
+        print(
+            f"Skipped {len(skipped)} unreadable image(s) in {path!r}, e.g. {skipped[0]!r}.",
+            file=sys.stderr,
+        )
+    # A fixed split: 80% train, 10% validation, 10% test (at least one image each).
+    order = np.random.default_rng(0).permutation(len(images))
+    num_test = max(1, len(order) // 10)
+    num_validation = max(1, len(order) // 10)
+    if len(order) - num_test - num_validation < 1:
+        raise DataError(
+            f"Image folder {path!r} has {len(order)} readable images; need at least 3 "
+            "(train, validation and test)."
+        )
+    parts = {
+        "test": order[:num_test],
+        "validation": order[num_test : num_test + num_validation],
+        "train": order[num_test + num_validation :],
+    }
+    images_array, labels_array = np.stack(images), np.array(labels, np.int64)
+
+    def part(indices):
+        return tf.data.Dataset.from_tensor_slices((images_array[indices], labels_array[indices]))
+
+    return ImageClassificationData(
+        train=part(parts["train"]),
+        validation=part(parts["validation"]),
+        test=part(parts["test"]),
+        class_names=classes,
+        image_shape=(size[0], size[1], 3),
+        num_examples={k: len(v) for k, v in parts.items()},
+        source=f"folder:{os.path.abspath(path)}",
+    )

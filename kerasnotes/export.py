@@ -1,0 +1,146 @@
+"""SavedModel exports in the TensorFlow Serving layout: `<root>/<name>/<version>/`.
+
+Each version is written into a hidden temporary directory beside the versions, checked
+in a fresh process that imports only TensorFlow, and only then renamed to the next
+free number, so a server never sees a half-written or broken version. The manifest
+(builder, hyperparameters, class names, metrics, versions) is in
+`assets/kerasnotes.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from kerasnotes.errors import DataError, TrainingError, UsageError
+
+MANIFEST = os.path.join("assets", "kerasnotes.json")
+
+
+def versions(model_dir: str) -> list[int]:
+    """Numeric versions present under `model_dir`, sorted."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
+
+
+def check_writable(export_root: str) -> None:
+    """Fail early, before any training, if exports cannot be written under `export_root`."""
+    probe_dir = export_root
+    while not os.path.exists(probe_dir):
+        parent = os.path.dirname(os.path.abspath(probe_dir))
+        if parent == probe_dir:
+            break
+        probe_dir = parent
+    if not os.path.isdir(probe_dir) or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"Export directory {export_root!r} is not writable ({probe_dir!r} is not a "
+            "writable directory); choose another --export-dir or pass --no-export."
+        )
+
+
+def _encode(value):
+    """JSON form of example inputs: bytes become base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
+    """Load the export in a fresh TensorFlow-only process and check it answers right."""
+    checker = os.path.join(os.path.dirname(__file__), "_export_check.py")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"contract": contract, "examples": _encode(examples)}, f)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-P", checker, export_dir, f.name],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    finally:
+        os.unlink(f.name)
+    if result.returncode != 0:
+        detail = result.stdout.strip() or result.stderr.strip()[-2000:]
+        raise TrainingError(f"The export failed its check in a TensorFlow-only process: {detail}")
+
+
+def write_export(model, task, *, info: dict, config: dict, manifest: dict, data,
+                 export_root: str, name: str) -> str:
+    """Export `model` as the next version of `<export_root>/<name>` and return its path."""
+    import keras
+    import tensorflow as tf
+
+    check_writable(export_root)
+    model_dir = os.path.join(export_root, name)
+    os.makedirs(model_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=model_dir)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for signature, (fn, input_signature) in task.signatures(model, info, config).items():
+            archive.add_endpoint(signature, fn, input_signature=input_signature)
+        saved_model_dir = os.path.join(staging, "export")
+        archive.write_out(saved_model_dir, verbose=False)
+        contract = task.signature_contract(info, config)
+        full_manifest = {
+            **manifest,
+            "signatures": contract,
+            "versions": {
+                "kerasnotes": _version("kerasnotes"),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.makedirs(os.path.join(saved_model_dir, "assets"), exist_ok=True)
+        with open(os.path.join(saved_model_dir, MANIFEST), "w") as f:
+            json.dump(full_manifest, f, indent=2)
+        if data is not None:
+            verify(saved_model_dir, contract, task.export_examples(model, data, info, config))
+        # Publish atomically under the next free version number.
+        while True:
+            version = (versions(model_dir) or [0])[-1] + 1
+            target = os.path.join(model_dir, str(version))
+            try:
+                os.rename(saved_model_dir, target)
+                return target
+            except OSError:
+                if not os.path.exists(target):
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def read_manifest(export_dir: str) -> dict:
+    """The manifest of an export, with a clear error if `export_dir` is not one."""
+    path = os.path.join(export_dir, MANIFEST)
+    if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+        raise DataError(
+            f"{export_dir!r} is not a kerasnotes export: expected a SavedModel version "
+            "directory such as saved_models/cnn/1."
+        )
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        raise DataError(f"{export_dir!r} has no readable kerasnotes manifest ({MANIFEST}).")

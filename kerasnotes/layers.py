@@ -1,0 +1,189 @@
+"""Layers and initializers shared by several model families.
+
+Everything here is registered serializable (package `kerasnotes`) and round-trips
+through `get_config` and `.keras` files.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def check_data_format(data_format: str) -> str:
+    if data_format not in DATA_FORMATS:
+        raise ValueError(
+            f"Invalid data_format {data_format!r}: expected one of "
+            f"{', '.join(DATA_FORMATS)}."
+        )
+    return data_format
+
+
+def to_channels_last(inputs, data_format: str, name: str = "to_channels_last"):
+    """Move channels to the last axis of an image or clip tensor when needed.
+
+    The user's `data_format` is the model's interface. Computation happens in
+    channels_last, the only layout TensorFlow's CPU kernels support for convolution
+    gradients and pooling (and the one GPUs prefer with mixed precision), so the
+    same weights work on every device and the saved model loads anywhere.
+    """
+    if check_data_format(data_format) == "channels_last":
+        return inputs
+    rank = len(inputs.shape)
+    # (batch, [time,] channels, height, width) -> (batch, [time,] height, width, channels)
+    dims = tuple(range(1, rank - 3)) + (rank - 2, rank - 1, rank - 3)
+    return layers.Permute(dims, name=name)(inputs)
+
+
+# Classic hand-made 3x3 filters from the CNN notes.
+CLASSIC_FILTERS = {
+    "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    "edge_horizontal": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],
+    "edge_vertical": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
+    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+    "box_blur": [[1 / 9] * 3] * 3,
+    "gaussian_blur": [[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]],
+}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class ClassicFilters(keras.initializers.Initializer):
+    """Initializes a 3x3 convolution kernel with classic image-processing filters.
+
+    Output channel `i` applies `filters[i % len(filters)]` to the mean of the input
+    channels, so on a greyscale or colour image it detects edges, sharpens or blurs
+    exactly as the textbook kernel does.
+
+    Args:
+        filters: names from `CLASSIC_FILTERS`: `identity`, `edge_horizontal`,
+            `edge_vertical`, `sharpen`, `box_blur`, `gaussian_blur`.
+
+    Example:
+
+    >>> conv = keras.layers.Conv2D(2, 3, kernel_initializer=ClassicFilters(
+    ...     ["identity", "edge_vertical"]))
+    """
+
+    def __init__(self, filters):
+        filters = [filters] if isinstance(filters, str) else list(filters)
+        unknown = [f for f in filters if f not in CLASSIC_FILTERS]
+        if not filters or unknown:
+            raise ValueError(
+                f"Invalid classic filters {unknown or filters!r}: expected names "
+                f"from {', '.join(CLASSIC_FILTERS)}."
+            )
+        self.filters = filters
+
+    def __call__(self, shape, dtype=None):
+        kernel_h, kernel_w, in_channels, out_channels = shape
+        if (kernel_h, kernel_w) != (3, 3):
+            raise ValueError(
+                f"ClassicFilters needs a 3x3 kernel, got {kernel_h}x{kernel_w}."
+            )
+        kernel = np.zeros(shape, np.float32)
+        for i in range(out_channels):
+            name = self.filters[i % len(self.filters)]
+            kernel[:, :, :, i] = np.array(CLASSIC_FILTERS[name])[:, :, None] / in_channels
+        return ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class MinPooling2D(layers.Layer):
+    """Min pooling: the smallest value in each window (max pooling of `-x`, negated).
+
+    Args:
+        pool_size: int or pair, the window size.
+        strides: int, pair or `None` (defaults to `pool_size`).
+        padding: `"valid"` or `"same"`.
+        data_format: `"channels_last"` or `"channels_first"`.
+
+    Input shape:
+        channels_last: `(batch, height, width, channels)`;
+        channels_first: `(batch, channels, height, width)`.
+
+    Output shape:
+        the same layout with pooled height and width.
+
+    Example:
+
+    >>> MinPooling2D(2)(np.ones((1, 4, 4, 3))).shape
+    (1, 2, 2, 3)
+    """
+
+    def __init__(
+        self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+        self.strides = strides
+        self.padding = padding
+        self.data_format = data_format
+        self._max_pool = layers.MaxPooling2D(
+            pool_size, strides, padding, data_format, dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self._max_pool.build(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        return -self._max_pool(-inputs)
+
+    def compute_output_shape(self, input_shape):
+        return self._max_pool.compute_output_shape(input_shape)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "data_format": self.data_format,
+        }
+        return {**base_config, **config}
+
+
+# Augmentations by name, for images scaled to [0, 1]; Keras' own layers, each active
+# only in training.
+_AUGMENTATIONS = {
+    "translate": lambda seed: layers.RandomTranslation(
+        0.1, 0.1, fill_mode="reflect", seed=seed
+    ),
+    "rotate": lambda seed: layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
+    "zoom": lambda seed: layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+    "flip": lambda seed: layers.RandomFlip("horizontal", seed=seed),
+    "noise": lambda seed: layers.GaussianNoise(0.03, seed=seed),
+    "cutout": lambda seed: layers.RandomErasing(
+        factor=0.5, scale=(0.02, 0.1), value_range=(0, 1), seed=seed
+    ),
+    "invert": lambda seed: layers.RandomInvert(factor=0.5, value_range=(0, 1), seed=seed),
+    "blur": lambda seed: layers.RandomGaussianBlur(
+        factor=0.5, sigma=(0.1, 1.0), value_range=(0, 1), seed=seed
+    ),
+}
+AUGMENTATIONS = tuple(_AUGMENTATIONS)
+
+
+def augmentation(names, seed: int | None = None, name: str = "augmentation"):
+    """A `keras.Sequential` of the named augmentations, identity outside training.
+
+    Args:
+        names: names from `AUGMENTATIONS`, applied in order.
+        seed: seed of the random transformations.
+
+    Expects channels_last images scaled to [0, 1].
+    """
+    names = [names] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in names if n not in _AUGMENTATIONS]
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation {unknown[0]!r}: expected names from "
+            f"{', '.join(AUGMENTATIONS)}."
+        )
+    return keras.Sequential([_AUGMENTATIONS[n](seed) for n in names], name=name)

@@ -1,0 +1,92 @@
+"""Plots written to run directories (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_history(csv_path: str) -> dict[str, list[float]]:
+    """Columns of a Keras `CSVLogger` file as lists of floats."""
+    columns: dict[str, list[float]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                columns.setdefault(key, []).append(float(value))
+    return columns
+
+
+def learning_curves(history: dict[str, list[float]], path: str) -> str:
+    """One panel per metric, training and validation curves over epochs."""
+    epochs = [int(e) + 1 for e in history.get("epoch", [])]
+    metrics = [
+        k for k in history if k not in ("epoch", "learning_rate") and not k.startswith("val_")
+    ]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _grid(count: int) -> tuple[int, int]:
+    columns = min(count, 8)
+    return math.ceil(count / columns), columns
+
+
+def filters_and_feature_maps(
+    kernel: np.ndarray, image: np.ndarray, feature_maps: np.ndarray, title: str, path: str
+) -> str:
+    """The first convolution's kernels, an input image and its feature maps.
+
+    Args:
+        kernel: (height, width, in_channels, filters).
+        image: (height, width, channels) uint8 or float image.
+        feature_maps: (height, width, filters) outputs of that convolution.
+    """
+    num_filters = min(kernel.shape[-1], 32)
+    rows, columns = _grid(num_filters)
+    fig = plt.figure(figsize=(2 * columns, 2.2 * (2 * rows + 1)))
+    fig.suptitle(title)
+    ax = fig.add_subplot(2 * rows + 1, columns, 1)
+    ax.imshow(np.squeeze(image.astype(np.uint8)), cmap="gray")
+    ax.set_title("input")
+    ax.axis("off")
+    for i in range(num_filters):
+        k = kernel[..., i]
+        if k.shape[-1] == 3:  # Show colour kernels in colour.
+            k = (k - k.min()) / (np.ptp(k) + 1e-8)
+        else:
+            k = k.mean(axis=-1)
+        ax = fig.add_subplot(2 * rows + 1, columns, columns + i + 1)
+        ax.imshow(k, cmap=None if k.ndim == 3 else "coolwarm", interpolation="nearest")
+        ax.set_title(f"filter {i}", fontsize=8)
+        ax.axis("off")
+        ax = fig.add_subplot(2 * rows + 1, columns, columns * (rows + 1) + i + 1)
+        ax.imshow(feature_maps[..., i], cmap="viridis")
+        ax.set_title(f"map {i}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def ensure_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -1,0 +1,130 @@
+"""Work on finished runs and exports: export, evaluate, predict."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kerasnotes import training
+from kerasnotes.errors import DataError, UsageError
+from kerasnotes.export import read_manifest, write_export
+
+
+def _load_run(run_dir: str):
+    """(model name, config, data info, Keras model) of a finished run."""
+    import keras
+
+    for name in (training.CONFIG_FILE, training.DATA_FILE, training.MODEL_FILE):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise UsageError(
+                f"{run_dir!r} is not a finished run directory: {name} is missing. Give the "
+                "--run-dir of a completed `kerasnotes train`."
+            )
+    saved = training.read_json(os.path.join(run_dir, training.CONFIG_FILE))
+    model = saved.pop("model")
+    info = training.read_json(os.path.join(run_dir, training.DATA_FILE))
+    net = keras.models.load_model(os.path.join(run_dir, training.MODEL_FILE))
+    return model, saved, info, net
+
+
+def _task_of(model: str):
+    from kerasnotes.registry import get_spec
+    from kerasnotes.tasks import get_task
+
+    return get_task(get_spec(model).task)
+
+
+def export_model(net, task, *, model: str, config: dict, info: dict, metrics: dict | None,
+                 data, export_root: str, run_dir: str | None) -> str:
+    """Write the next export version of a trained model (used by train and export)."""
+    from kerasnotes.config import split
+
+    training_settings, hyperparameters = split(config)
+    manifest = {
+        "model": model,
+        "task": task.name,
+        "hyperparameters": hyperparameters,
+        "training": training_settings,
+        "data": info,
+        "metrics": metrics,
+        "run_dir": os.path.abspath(run_dir) if run_dir else None,
+    }
+    return write_export(
+        net, task, info=info, config=config, manifest=manifest, data=data,
+        export_root=export_root, name=model,
+    )
+
+
+def export_run(run_dir: str, export_root: str = "saved_models") -> str:
+    """Export a finished run as the next version under `<export_root>/<model>/`."""
+    from kerasnotes.export import check_writable
+
+    check_writable(export_root)
+    model, config, info, net = _load_run(run_dir)
+    task = _task_of(model)
+    metrics_path = os.path.join(run_dir, training.METRICS_FILE)
+    metrics = training.read_json(metrics_path) if os.path.exists(metrics_path) else None
+    data = task.load_data(config)
+    return export_model(
+        net, task, model=model, config=config, info=info, metrics=metrics, data=data,
+        export_root=export_root, run_dir=run_dir,
+    )
+
+
+def is_export(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = None) -> dict:
+    """Held-out metrics of a run directory or an export.
+
+    Args:
+        path: a run directory or an export version directory.
+        dataset: evaluate on this dataset instead of the one trained on.
+        batch_size: evaluation batch size (default: the training one).
+    """
+    if not os.path.exists(path):
+        raise UsageError(f"{path!r} does not exist: give a run directory or an export.")
+    if is_export(path):
+        import tensorflow as tf
+
+        manifest = read_manifest(path)
+        config = {**manifest["training"], **manifest["hyperparameters"]}
+        info = manifest["data"]
+        task = _task_named(manifest["task"])
+        signature = tf.saved_model.load(path).signatures["serving_images"]
+        predict = lambda images: signature(images=images)["scores"]  # noqa: E731
+    else:
+        model, config, info, net = _load_run(path)
+        task = _task_of(model)
+        predict = lambda images: net(images, training=False)  # noqa: E731
+    config = {**config, **({"dataset": dataset} if dataset else {})}
+    if batch_size:
+        config["batch_size"] = batch_size
+    data = task.load_data(config)
+    new_info = task.data_info(data)
+    for key in ("class_names", "image_shape"):
+        if key in info and new_info.get(key) != info[key]:
+            raise DataError(
+                f"Dataset {config['dataset']!r} does not match the model: its {key} "
+                f"{new_info.get(key)} differs from the trained {info[key]}."
+            )
+    return task.evaluate(predict, data, info, config)
+
+
+def _task_named(name: str):
+    from kerasnotes.tasks import get_task
+
+    return get_task(name)
+
+
+def predict(export_dir: str, inputs: list[str], **options: Any) -> list[dict]:
+    """Run an export on raw inputs (files or strings, by task); one dict per input."""
+    import tensorflow as tf
+
+    if not os.path.exists(export_dir):
+        raise UsageError(f"Export {export_dir!r} does not exist.")
+    manifest = read_manifest(export_dir)
+    task = _task_named(manifest["task"])
+    signatures = tf.saved_model.load(export_dir).signatures
+    return task.predict_export(signatures, manifest, inputs, **options)
