@@ -159,10 +159,27 @@ def _matches(value: Any, default: Any) -> bool:
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Check `value` against the type of `default`.
+
+    A hyperparameter with a scalar default also takes a list of that type: builders
+    accept one value per block (`kernel_size=[3, 5]`) and check the length themselves.
+    """
     if value is None or key in _FREE_KEYS or default is None:
         return _to_plain(value)
     value = _to_plain(value)
-    if not _matches(value, default):
+    if isinstance(default, float) and not isinstance(default, bool) and isinstance(value, str):
+        # YAML 1.1 reads `1e-3` (no dot) as a string.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    per_block = (
+        key not in TRAINING_DEFAULTS
+        and isinstance(value, list)
+        and not isinstance(default, (list, bool))
+        and _matches(value, [default])
+    )
+    if not (per_block or _matches(value, default)):
         raise ConfigError(
             f"Invalid value {value!r} for {key!r} (from {source}): expected "
             f"{_type_name(default)}, like {default!r}."

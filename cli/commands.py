@@ -1,0 +1,202 @@
+"""The subcommands. Each parses options, calls one library function, prints a summary."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.main import handle_errors
+
+
+def _debug(ctx) -> bool:
+    return bool((ctx.find_root().obj or {}).get("debug"))
+
+
+def _print_metrics(metrics: dict) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            click.echo(f"  {key}: {value:.4f}")
+        elif isinstance(value, dict):
+            inner = ", ".join(
+                f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+            click.echo(f"  {key}: {inner}")
+        else:
+            click.echo(f"  {key}: {value}")
+
+
+@click.command()
+@click.argument("pattern", default="*")
+@click.pass_context
+def models(ctx, pattern):
+    """List the registered models (built-in, entry points and --plugin modules).
+
+    \b
+    Examples:
+      kerasnotes models
+      kerasnotes models 'c*'
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.registry import get_spec, list_models
+
+        names = list_models(pattern)
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            spec = get_spec(name)
+            click.echo(f"{name:<{width}}  {spec.task:<22}  {spec.description}")
+
+
+@click.command()
+@click.pass_context
+def datasets(ctx):
+    """List the datasets each kind of model can train on.
+
+    \b
+    Example:
+      kerasnotes datasets
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.registry import get_spec, list_models
+        from kerasnotes.tasks import get_task
+
+        by_task: dict[str, list[str]] = {}
+        for name in list_models():
+            by_task.setdefault(get_spec(name).task, []).append(name)
+        for task_name, model_names in sorted(by_task.items()):
+            click.echo(f"{task_name} (models: {', '.join(model_names)}):")
+            for line in get_task(task_name).datasets_help():
+                click.echo(f"  {line}")
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("model")
+@click.option("--dataset", help="Embedded name, tfds name or local path (see `kerasnotes datasets`).")
+@click.option("--epochs", type=int, help="Epochs to train.  [default: the model's]")
+@click.option("--batch-size", type=int, help="Global batch size.  [default: the model's]")
+@click.option("--learning-rate", type=float, help="Peak learning rate (cosine decay).")
+@click.option("--optimizer", help="A Keras optimizer name: adam, adamw, sgd, rmsprop, ...")
+@click.option(
+    "-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Set a configuration key (value parsed as YAML). Repeatable.",
+)
+@click.option(
+    "-c", "--config", "config_file", type=click.Path(dir_okay=False),
+    help="YAML or JSON file of configuration keys (a run's config.json works).",
+)
+@click.option(
+    "--data-format", type=click.Choice(["channels_last", "channels_first"]),
+    help="Channel ordering of the model's inputs and tensor signature.",
+)
+@click.option("--strategy", type=click.Choice(["default", "mirrored"]), help="tf.distribute strategy.")
+@click.option("--seed", type=int, help="Random seed; the same seed repeats a run.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory.  [default: runs/MODEL-TIME]")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --run-dir.")
+@click.option("--export-dir", default="saved_models", type=click.Path(file_okay=False), help="Export root.")
+@click.option("--no-export", is_flag=True, help="Do not export at the end.")
+@click.pass_context
+def train(ctx, model, dataset, epochs, batch_size, learning_rate, optimizer, overrides,
+          config_file, data_format, strategy, seed, run_dir, resume, export_dir, no_export):
+    """Train MODEL, evaluate it on the held-out split and export it.
+
+    Configuration layers, each overriding the one before: the model's defaults,
+    --config FILE, --set KEY=VALUE, then the flags below. Every key is checked.
+
+    \b
+    Examples:
+      kerasnotes train cnn
+      kerasnotes train cnn --data-format channels_first --epochs 5
+      kerasnotes train cnn --dataset mnist --set filters=[16,32] --set augmentations=[translate]
+      kerasnotes train cnn --dataset ./photos --set image_size=96
+      kerasnotes train cnn --run-dir runs/a --resume
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.training import train as run_training
+
+        flags = {
+            "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+            "learning_rate": learning_rate, "optimizer": optimizer,
+            "data_format": data_format, "strategy": strategy, "seed": seed,
+        }
+        result = run_training(
+            model,
+            config_file=config_file,
+            overrides=overrides,
+            flags=flags,
+            run_dir=run_dir,
+            resume=resume,
+            export_dir=None if no_export else export_dir,
+            echo=click.echo,
+        )
+        click.echo(f"Trained {result.epochs_trained} epoch(s) in {result.train_seconds:.1f} s.")
+        click.echo("Held-out metrics:")
+        _print_metrics(result.metrics)
+        click.echo(f"Run: {result.run_dir}")
+        if result.export_dir:
+            click.echo(f"Export: {result.export_dir}")
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--dataset", help="Evaluate on this dataset instead of the trained one.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.pass_context
+def evaluate(ctx, path, dataset, batch_size, as_json):
+    """Held-out metrics of PATH: a run directory or an export version.
+
+    \b
+    Examples:
+      kerasnotes evaluate runs/cnn-20261122-101500
+      kerasnotes evaluate saved_models/cnn/1 --json
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.runs import evaluate as run_evaluate
+
+        metrics = run_evaluate(path, dataset=dataset, batch_size=batch_size)
+        if as_json:
+            click.echo(json.dumps(metrics, indent=2))
+        else:
+            click.echo(f"Held-out metrics of {path}:")
+            _print_metrics(metrics)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--export-dir", default="saved_models", show_default=True, type=click.Path(file_okay=False), help="Export root.")
+@click.pass_context
+def export(ctx, run_dir, export_dir):
+    """Export the finished run RUN_DIR as the next version under EXPORT_DIR/MODEL/.
+
+    \b
+    Example:
+      kerasnotes export runs/cnn-20261122-101500 --export-dir /srv/models
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.runs import export_run
+
+        click.echo(f"Exported: {export_run(run_dir, export_root=export_dir)}")
+
+
+@click.command()
+@click.argument("export_dir", metavar="EXPORT", type=click.Path())
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
+@click.pass_context
+def predict(ctx, export_dir, inputs, as_json):
+    """Run the export EXPORT on INPUT files or strings and print one result per input.
+
+    \b
+    Example:
+      kerasnotes predict saved_models/cnn/1 circle.png square.jpg
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.runs import predict as run_predict
+
+        for result in run_predict(export_dir, list(inputs)):
+            if as_json:
+                click.echo(json.dumps(result))
+            else:
+                values = [v for k, v in result.items() if k != "input"]
+                shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
+                click.echo("\t".join([result["input"], *shown]))

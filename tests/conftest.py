@@ -1,0 +1,51 @@
+"""Shared fixtures. Point every cache at a temporary directory before TensorFlow loads."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="kerasnotes-tests-")
+os.environ.update(
+    {
+        "HOME": _HOME,
+        "KERAS_HOME": os.path.join(_HOME, ".keras"),
+        "TFDS_DATA_DIR": os.path.join(_HOME, "tensorflow_datasets"),
+        "XDG_CACHE_HOME": os.path.join(_HOME, ".cache"),
+        "MPLCONFIGDIR": os.path.join(_HOME, ".matplotlib"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+)
+
+import pytest  # noqa: E402
+
+# Small, fast settings that still learn the embedded shapes well above chance.
+QUICK = ["dataset=shapes/small", "epochs=4", "batch_size=32", "filters=[16,32]", "dense_units=32"]
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """Run the installed `kerasnotes` command in a fresh process."""
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "kerasnotes"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One small cnn run on shapes/small, exported: (TrainResult, export root)."""
+    import kerasnotes
+
+    root = tmp_path_factory.mktemp("trained")
+    result = kerasnotes.train(
+        "cnn",
+        overrides=QUICK,
+        run_dir=str(root / "run"),
+        export_dir=str(root / "saved_models"),
+        echo=lambda line: None,
+    )
+    return result, str(root / "saved_models")

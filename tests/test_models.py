@@ -1,0 +1,91 @@
+import keras
+import numpy as np
+import pytest
+
+import kerasnotes
+from kerasnotes.testing import check_model
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name", kerasnotes.list_models())
+def test_every_registered_model_passes_the_harness(name, data_format):
+    check_model(name, data_format=data_format)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"residual": True, "filters": [8, 16], "strides": [1, 2]},
+        {"pooling": ["min", "avg"], "filters": [8, 8], "global_pooling": "flatten"},
+        {"pooling": "none", "filters": [8], "dilation_rate": 2, "padding": "valid"},
+        {"classic_filters": ["identity", "edge_horizontal", "edge_vertical", "sharpen",
+                             "box_blur", "gaussian_blur"], "filters": [8]},
+        {"kernel_l1": 1e-4, "kernel_l2": 1e-4, "activity_l1": 1e-5, "activity_l2": 1e-5,
+         "filters": [8]},
+        {"augmentations": ["translate", "rotate", "zoom", "flip", "noise", "cutout",
+                           "invert", "blur"], "filters": [8], "block_dropout": 0.1},
+        {"batch_norm": False, "convs_per_block": 2, "kernel_size": [5, 3], "filters": [8, 8]},
+    ],
+    ids=["residual", "min-avg-pool", "dilated-valid", "classic", "regularizers",
+         "augmentations", "vgg-style"],
+)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_cnn_options_pass_the_harness(options, data_format):
+    check_model("cnn", data_format=data_format, **options)
+
+
+def test_channels_first_matches_channels_last_after_training():
+    x = np.random.default_rng(1).uniform(0, 255, (8, 20, 20, 3)).astype("float32")
+    y = np.arange(8) % 6
+    last = kerasnotes.create_model("cnn", input_shape=(20, 20, 3), filters=[8, 16])
+    last.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    last.fit(x, y, epochs=2, verbose=0)
+    first = kerasnotes.create_model(
+        "cnn", input_shape=(3, 20, 20), data_format="channels_first", filters=[8, 16]
+    )
+    first.set_weights(last.get_weights())
+    np.testing.assert_allclose(
+        first.predict(x.transpose(0, 3, 1, 2), verbose=0), last.predict(x, verbose=0), atol=1e-5
+    )
+
+
+def test_frozen_classic_filters_are_not_trained():
+    model = kerasnotes.create_model("cnn", classic_filters=["edge_vertical"], filters=[4])
+    layer = model.get_layer("classic_filters")
+    assert not layer.trainable
+    kernel = keras.ops.convert_to_numpy(layer.kernel)[:, :, 0, 0] * 3  # mean of 3 channels
+    np.testing.assert_allclose(kernel, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], atol=1e-6)
+    trainable = kerasnotes.create_model(
+        "cnn", classic_filters=["sharpen"], trainable_classic_filters=True, filters=[4]
+    )
+    assert trainable.get_layer("classic_filters").trainable
+
+
+def test_regularizers_add_losses():
+    model = kerasnotes.create_model("cnn", filters=[4], kernel_l2=0.1, activity_l1=0.1)
+    model(np.ones((1, 32, 32, 3), "float32"), training=True)
+    assert len(model.losses) > 0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"filters": [0, 8]}, "Invalid filters 0"),
+        ({"filters": [-4]}, "Invalid filters -4"),
+        ({"filters": []}, "non-empty"),
+        ({"kernel_size": 40}, "kernel_size 40 in block1: larger than its 32x32 input"),
+        ({"kernel_size": 3, "dilation_rate": 20}, "dilated to 41"),
+        ({"filters": [8] * 6, "kernel_size": 1}, "smaller than pool_size"),
+        ({"kernel_size": [3, 3]}, "one per block"),
+        ({"pooling": "median"}, "Invalid pooling 'median'"),
+        ({"padding": "full"}, "Invalid padding"),
+        ({"residual": True, "padding": "valid"}, "Residual blocks need padding 'same'"),
+        ({"dropout": 1.5}, "Invalid dropout"),
+        ({"augmentations": ["shear"]}, "Unknown augmentation 'shear'"),
+        ({"classic_filters": ["emboss"]}, "classic filters"),
+        ({"data_format": "nchw"}, "Invalid data_format"),
+    ],
+)
+def test_cnn_rejects_bad_hyperparameters(options, message):
+    with pytest.raises(ValueError, match=message):
+        kerasnotes.create_model("cnn", **options)
