@@ -14,12 +14,19 @@ import numpy as np  # noqa: E402
 
 
 def read_history(csv_path: str) -> dict[str, list[float]]:
-    """Columns of a Keras `CSVLogger` file as lists of floats."""
-    columns: dict[str, list[float]] = {}
+    """Columns of a Keras `CSVLogger` file as lists of floats, one row per epoch.
+
+    After a resume an epoch may appear twice (logged, then killed before its backup);
+    the last row wins.
+    """
+    rows: dict[int, dict[str, str]] = {}
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
-            for key, value in row.items():
-                columns.setdefault(key, []).append(float(value))
+            rows[int(row["epoch"])] = row
+    columns: dict[str, list[float]] = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            columns.setdefault(key, []).append(float(value))
     return columns
 
 

@@ -251,22 +251,27 @@ def train(
     write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
     echo(f"Run directory: {run_dir}")
     echo(f"Data: {info['source']} ({data.num_examples})")
+    echo(
+        f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+    )
 
     history_path = os.path.join(run_dir, HISTORY_FILE)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    # The backup commits an epoch, so it runs last: a kill before it leaves the logs
+    # one epoch ahead (that epoch is trained again and its log row replaced), never behind.
     callbacks = [
         _nan_guard(),
-        keras.callbacks.BackupAndRestore(
-            os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
-        ),
+        keras.callbacks.CSVLogger(history_path, append=resume),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
         keras.callbacks.ModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "best.weights.h5"),
             monitor="val_loss",
             save_best_only=True,
             save_weights_only=True,
         ),
-        keras.callbacks.CSVLogger(history_path, append=resume),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
+        ),
     ]
     started = time.perf_counter()
     history = net.fit(

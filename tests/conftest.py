@@ -20,7 +20,10 @@ os.environ.update(
 import pytest  # noqa: E402
 
 # Small, fast settings that still learn the embedded shapes well above chance.
-QUICK = ["dataset=shapes/small", "epochs=4", "batch_size=32", "filters=[16,32]", "dense_units=32"]
+QUICK = [
+    "dataset=shapes/small", "epochs=6", "batch_size=32", "filters=[16,32,64]",
+    "dense_units=64", "learning_rate=0.003",
+]
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600):

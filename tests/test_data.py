@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kerasnotes.data import images as image_data
+from kerasnotes.data import scenes
+from kerasnotes.errors import DataError
+
+
+def write_image(path, array, fmt="png"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encode = tf.io.encode_png if fmt == "png" else tf.io.encode_jpeg
+    path.write_bytes(encode(array).numpy())
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for label, shape in enumerate(["circle", "square"]):
+        for i in range(10):
+            obj = scenes.random_object(rng, 40, shape=shape)
+            write_image(tmp_path / shape / f"{i}.{'png' if i % 2 else 'jpg'}",
+                        scenes.render(rng, [obj], 40), "png" if i % 2 else "jpg")
+    return tmp_path
+
+
+def test_embedded_shapes_is_deterministic_and_balanced():
+    data = image_data.load("shapes/small")
+    assert data.class_names == list(scenes.SHAPES)
+    assert data.image_shape == (32, 32, 3)
+    assert data.num_examples == {"train": 1200, "validation": 300, "test": 300}
+    labels = [int(y) for _, y in data.test]
+    assert np.bincount(labels).tolist() == [50] * 6
+    first = [x.numpy() for x, _ in data.test.take(3)]
+    again = [x.numpy() for x, _ in image_data.load("shapes/small").test.take(3)]
+    np.testing.assert_array_equal(first, again)
+
+
+def test_scene_rendering_is_seeded():
+    a = scenes.render(np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32)
+    b = scenes.render(np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+
+
+def test_image_folder(image_folder):
+    data = image_data.load(str(image_folder), image_size=24)
+    assert data.class_names == ["circle", "square"]
+    assert data.image_shape == (24, 24, 3)
+    assert sum(data.num_examples.values()) == 20
+    image, label = next(iter(data.train))
+    assert image.shape == (24, 24, 3) and image.dtype == tf.uint8
+
+
+def test_corrupt_image_is_named(image_folder):
+    (image_folder / "square" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"broken\.png"):
+        image_data.load(str(image_folder))
+
+
+def test_corrupt_images_can_be_skipped_and_counted(image_folder, capsys):
+    (image_folder / "square" / "broken.png").write_bytes(b"not an image")
+    data = image_data.load(str(image_folder), skip_bad_records=True)
+    assert sum(data.num_examples.values()) == 20
+    assert "Skipped 1 unreadable image" in capsys.readouterr().err
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        image_data.load(str(tmp_path))
+
+
+def test_missing_path():
+    with pytest.raises(DataError, match="does not exist"):
+        image_data.load("./no/such/folder")
+
+
+def test_unknown_tfds_name():
+    with pytest.raises(DataError, match="Unknown dataset 'no_such_dataset'"):
+        image_data.load("no_such_dataset")
+
+
+def test_offline_download_gives_a_clear_message(monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection: [Errno -3]")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(DataError, match="'mnist' is not prepared.*could not be downloaded"):
+        image_data.load("mnist")
+
+
+@pytest.mark.parametrize(
+    "name, shape, num_classes",
+    [("mnist", (28, 28, 1), 10), ("fashion_mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10)],
+)
+def test_tfds_names_with_mock_data(name, shape, num_classes):
+    with tfds.testing.mock_data(num_examples=20):
+        data = image_data.load(name)
+        image, label = next(iter(data.train))
+        assert data.image_shape == shape
+        assert len(data.class_names) == num_classes
+        assert tuple(image.shape) == shape
+        resized = image_data.load(name, image_size=16)
+        assert tuple(next(iter(resized.test))[0].shape) == (16, 16, shape[2])
