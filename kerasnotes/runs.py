@@ -7,7 +7,7 @@ from typing import Any
 
 from kerasnotes import training
 from kerasnotes.errors import DataError, UsageError
-from kerasnotes.export import read_manifest, write_export
+from kerasnotes.exports import read_manifest, write_export
 
 
 def _load_run(run_dir: str):
@@ -57,7 +57,7 @@ def export_model(net, task, *, model: str, config: dict, info: dict, metrics: di
 
 def export_run(run_dir: str, export_root: str = "saved_models") -> str:
     """Export a finished run as the next version under `<export_root>/<model>/`."""
-    from kerasnotes.export import check_writable
+    from kerasnotes.exports import check_writable
 
     check_writable(export_root)
     model, config, info, net = _load_run(run_dir)

@@ -220,7 +220,7 @@ def train(
                 "to continue it, or choose another --run-dir."
             )
     if export_dir is not None:
-        from kerasnotes.export import check_writable
+        from kerasnotes.exports import check_writable
 
         check_writable(export_dir)
 

@@ -52,3 +52,11 @@ def trained(tmp_path_factory):
         echo=lambda line: None,
     )
     return result, str(root / "saved_models")
+
+
+@pytest.fixture(scope="session")
+def shapes_small():
+    """Prepare the small embedded dataset once, so later runs print no progress."""
+    from kerasnotes.data.images import load
+
+    return load("shapes/small")

@@ -1,0 +1,182 @@
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cli.main import COMMANDS
+from tests.conftest import run_cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\nfrom cli.main import main\n"
+        "code = main(['--help'])\n"
+        "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_FREE', code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "TF_FREE 0"
+
+
+def test_library_never_imports_the_cli():
+    for path in (ROOT / "kerasnotes").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] not in ("cli", "click"), f"{path} imports {name}"
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help_with_an_example(command):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+
+
+def test_models_and_datasets():
+    proc = run_cli("models")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("cnn") and "image_classification" in proc.stdout
+    proc = run_cli("datasets")
+    assert proc.returncode == 0 and "shapes" in proc.stdout and "mnist" in proc.stdout
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def bad_folders(tmp_path_factory):
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("folders")
+    (root / "empty" / "a").mkdir(parents=True)
+    (root / "empty" / "b").mkdir(parents=True)
+    for label in ("a", "b"):
+        folder = root / "corrupt" / label
+        folder.mkdir(parents=True)
+        for i in range(3):
+            image = tf.cast(tf.fill((8, 8, 3), 40 * i), tf.uint8)
+            (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    (root / "corrupt" / "b" / "oops.jpg").write_bytes(b"\xff\xd8 truncated")
+    return root
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "cnnn"], ["Unknown model 'cnnn'", "Did you mean 'cnn'"]),
+        (["train", "cnn", "--set", "fliters=[8]"], ["Unknown configuration key 'fliters'", "filters"]),
+        (["train", "cnn", "--set", "filters=abc"], ["Invalid value 'abc' for 'filters'"]),
+        (["train", "cnn", "--epochs", "many"], ["'many' is not a valid integer"]),
+        (["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[0,8]"],
+         ["Invalid filters 0"]),
+        (["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[-8]"],
+         ["Invalid filters -8"]),
+        (["train", "cnn", "--dataset", "shapes/small", "--set", "kernel_size=64"],
+         ["kernel_size 64", "larger than its 32x32 input"]),
+        (["train", "cnn", "--dataset", "./missing/photos"], ["'./missing/photos' does not exist"]),
+        (["train", "cnn", "--dataset", "{empty}"], ["holds no images"]),
+        (["train", "cnn", "--dataset", "{corrupt}"], ["oops.jpg"]),
+        (["train", "cnn", "--dataset", "imagenet_typo"], ["Unknown dataset 'imagenet_typo'"]),
+        (["train", "cnn", "--export-dir", "{file}/exports"], ["not writable"]),
+        (["train", "cnn", "--data-format", "nchw"], ["'nchw' is not one of"]),
+        (["trian"], ["Did you mean 'train'"]),
+        (["evaluate", "no/such/run"], ["does not exist"]),
+        (["predict", "no/such/export", "x.png"], ["does not exist"]),
+        (["--plugin", "no_such_module", "models"], ["Plugin module 'no_such_module' was not found"]),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_2(args, fragments, bad_folders, tmp_path,
+                                                  shapes_small):
+    (tmp_path / "file").write_text("not a directory")
+    args = [a.format(empty=bad_folders / "empty", corrupt=bad_folders / "corrupt",
+                     file=tmp_path / "file") for a in args]
+    proc = run_cli(*args, "--run-dir", str(tmp_path / "run")) if args[0] == "train" else run_cli(*args)
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "run").exists()  # bad input leaves no run behind
+
+
+def test_predict_evaluate_and_export_commands(trained, tmp_path):
+    result, _ = trained
+    import tensorflow as tf
+
+    from kerasnotes.data.images import load
+
+    image = next(iter(load("shapes/small").test))[0]
+    (tmp_path / "a.png").write_bytes(tf.io.encode_png(image).numpy())
+    proc = run_cli("predict", result.export_dir, str(tmp_path / "a.png"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path, label, score = proc.stdout.strip().split("\t")
+    assert path.endswith("a.png") and label in ("circle", "square", "triangle", "diamond", "cross", "ring")
+    assert 0 < float(score) <= 1
+
+    proc = run_cli("evaluate", result.export_dir, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    assert json.loads(proc.stdout)["accuracy"] == pytest.approx(result.metrics["accuracy"])
+
+    proc = run_cli("export", result.run_dir, "--export-dir", str(tmp_path / "exp"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "exp" / "cnn" / "1" / "saved_model.pb").exists()
+
+
+PLUGIN = textwrap.dedent(
+    '''
+    import keras
+    import kerasnotes
+
+    @kerasnotes.register_model("tiny-mlp", task="image_classification",
+                               training_defaults={"epochs": 6, "learning_rate": 0.003})
+    def tiny_mlp(input_shape=(32, 32, 3), num_classes=6, data_format="channels_last", units=64):
+        """A small MLP from a plugin."""
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Rescaling(1 / 255)(inputs)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+    '''
+)
+
+
+def test_plugin_module_trains_from_the_cli(tmp_path):
+    (tmp_path / "my_models.py").write_text(PLUGIN)
+    proc = run_cli("--plugin", "my_models", "models", cwd=tmp_path)
+    assert proc.returncode == 0 and "tiny-mlp" in proc.stdout and "A small MLP" in proc.stdout
+    proc = run_cli("--plugin", "my_models", "train", "tiny-mlp", "--dataset", "shapes/small",
+                   "--set", "units=32", "--run-dir", "run", "--export-dir", "exports", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "exports" / "tiny-mlp" / "1" / "saved_model.pb").exists()
+    assert "accuracy" in (tmp_path / "run" / "metrics.json").read_text()
+
+
+def test_entry_point_plugin_is_listed(tmp_path):
+    (tmp_path / "ep_models.py").write_text(PLUGIN.replace("tiny-mlp", "ep-mlp"))
+    dist = tmp_path / "ep_models-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-models\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[kerasnotes.models]\nep = ep_models\n")
+    proc = run_cli("models", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ep-mlp" in proc.stdout

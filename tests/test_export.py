@@ -1,0 +1,161 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasnotes
+from kerasnotes.errors import DataError, UsageError
+from kerasnotes.exports import MANIFEST, versions
+
+TF_ONLY = textwrap.dedent(
+    '''
+    import json, sys
+    import tensorflow as tf
+    export, files = sys.argv[1], sys.argv[2:]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([open(f, "rb").read() for f in files]))
+    assert "kerasnotes" not in sys.modules
+    print(json.dumps({"labels": [l.decode() for l in out["label"].numpy()],
+                      "scores": out["scores"].numpy().tolist()}))
+    '''
+)
+
+
+def serve_in_tf_only_process(export, files):
+    proc = subprocess.run([sys.executable, "-P", "-c", TF_ONLY, export, *map(str, files)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def test_images(trained, tmp_path_factory):
+    """Held-out shapes images as PNG and JPEG files, with the run's own predictions."""
+    result, _ = trained
+    from kerasnotes.data.images import load
+
+    import keras
+
+    model = keras.models.load_model(os.path.join(result.run_dir, "model.keras"))
+    images = np.stack([x.numpy() for x, _ in load("shapes/small").test.take(6)])
+    expected = model.predict(images.astype("float32"), verbose=0).argmax(-1)
+    folder = tmp_path_factory.mktemp("images")
+    pngs, jpegs = [], []
+    for i, image in enumerate(images):
+        pngs.append(folder / f"{i}.png")
+        pngs[-1].write_bytes(tf.io.encode_png(image).numpy())
+        jpegs.append(folder / f"{i}.jpg")
+        jpegs[-1].write_bytes(tf.io.encode_jpeg(image, quality=95).numpy())
+    names = json.load(open(os.path.join(result.run_dir, "data.json")))["class_names"]
+    return images, pngs, jpegs, [names[i] for i in expected]
+
+
+def test_tf_only_process_labels_png_and_jpeg(trained, test_images):
+    result, _ = trained
+    _, pngs, jpegs, expected = test_images
+    served = serve_in_tf_only_process(result.export_dir, pngs + jpegs)
+    assert served["labels"][: len(pngs)] == expected
+    jpeg_agree = np.mean(np.array(served["labels"][len(pngs):]) == np.array(expected))
+    assert jpeg_agree >= 0.8
+    assert np.allclose(np.sum(served["scores"], axis=1), 1, atol=1e-4)
+
+
+def test_greyscale_rgba_and_palette_images_are_converted(trained, test_images, tmp_path):
+    from PIL import Image
+
+    result, _ = trained
+    images, _, _, _ = test_images
+    files = []
+    for mode in ["L", "RGBA", "P", "LA"]:
+        path = tmp_path / f"{mode}.png"
+        Image.fromarray(images[0]).convert(mode).save(path)
+        files.append(path)
+    gif = tmp_path / "x.gif"
+    Image.fromarray(images[0]).save(gif)
+    served = serve_in_tf_only_process(result.export_dir, files + [gif])
+    assert len(served["labels"]) == 5
+    assert served["labels"][1] == test_images[3][0]  # RGBA with opaque alpha = the RGB image
+
+
+def test_corrupt_bytes_are_an_invalid_argument(trained):
+    result, _ = trained
+    serve = tf.saved_model.load(result.export_dir).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serve(image_bytes=tf.constant([b"definitely not an image"]))
+
+
+def test_manifest_and_signatures(trained):
+    result, _ = trained
+    manifest = json.load(open(os.path.join(result.export_dir, MANIFEST)))
+    assert manifest["model"] == "cnn"
+    assert manifest["data"]["class_names"] == ["circle", "square", "triangle", "diamond", "cross", "ring"]
+    assert manifest["metrics"]["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert set(manifest["versions"]) == {"kerasnotes", "tensorflow", "keras"}
+    assert manifest["hyperparameters"]["filters"] == [16, 32, 64]
+    cli = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "show", "--dir",
+         result.export_dir, "--all"], capture_output=True, text=True,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    for text in ["serving_default", "serving_images", "image_bytes", "DT_STRING", "(-1, 32, 32, 3)"]:
+        assert text in cli.stdout
+
+
+def test_versions_count_up_atomically(trained, tmp_path):
+    result, _ = trained
+    root = str(tmp_path / "exports")
+    first = kerasnotes.export(result.run_dir, export_root=root)
+    second = kerasnotes.export(result.run_dir, export_root=root)
+    assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
+    assert versions(os.path.join(root, "cnn")) == [1, 2]
+    assert sorted(os.listdir(os.path.join(root, "cnn"))) == ["1", "2"]  # no staging left
+
+
+def test_unwritable_export_dir(trained, tmp_path):
+    result, _ = trained
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="not writable"):
+        kerasnotes.export(result.run_dir, export_root=str(blocker / "exports"))
+
+
+def test_evaluate_export_matches_run(trained):
+    result, _ = trained
+    from_run = kerasnotes.evaluate(result.run_dir)
+    from_export = kerasnotes.evaluate(result.export_dir)
+    assert from_run["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert from_export["accuracy"] == pytest.approx(from_run["accuracy"])
+    assert from_export["loss"] == pytest.approx(from_run["loss"], rel=1e-4)
+
+
+def test_evaluate_rejects_a_mismatched_dataset(trained):
+    result, _ = trained
+    with tfds_mock():
+        with pytest.raises(DataError, match="class_names"):
+            kerasnotes.evaluate(result.export_dir, dataset="mnist")
+
+
+def tfds_mock():
+    import tensorflow_datasets as tfds
+
+    return tfds.testing.mock_data(num_examples=10)
+
+
+def test_predict_labels_files_and_names_bad_ones(trained, test_images, tmp_path):
+    result, _ = trained
+    _, pngs, _, expected = test_images
+    predictions = kerasnotes.predict(result.export_dir, [str(p) for p in pngs])
+    assert [p["label"] for p in predictions] == expected
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="bad.png"):
+        kerasnotes.predict(result.export_dir, [str(bad)])
+    with pytest.raises(DataError, match="missing.png"):
+        kerasnotes.predict(result.export_dir, [str(tmp_path / "missing.png")])
+    with pytest.raises(DataError, match="not a kerasnotes export"):
+        kerasnotes.predict(str(tmp_path), [str(pngs[0])])
