@@ -71,32 +71,66 @@ def datasets(ctx):
 
 @click.command(context_settings={"show_default": True})
 @click.argument("model")
-@click.option("--dataset", help="Embedded name, tfds name or local path (see `kerasnotes datasets`).")
+@click.option(
+    "--dataset", help="Embedded name, tfds name or local path (see `kerasnotes datasets`)."
+)
 @click.option("--epochs", type=int, help="Epochs to train.  [default: the model's]")
 @click.option("--batch-size", type=int, help="Global batch size.  [default: the model's]")
 @click.option("--learning-rate", type=float, help="Peak learning rate (cosine decay).")
 @click.option("--optimizer", help="A Keras optimizer name: adam, adamw, sgd, rmsprop, ...")
 @click.option(
-    "-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "-s",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Set a configuration key (value parsed as YAML). Repeatable.",
 )
 @click.option(
-    "-c", "--config", "config_file", type=click.Path(dir_okay=False),
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
     help="YAML or JSON file of configuration keys (a run's config.json works).",
 )
 @click.option(
-    "--data-format", type=click.Choice(["channels_last", "channels_first"]),
+    "--data-format",
+    type=click.Choice(["channels_last", "channels_first"]),
     help="Channel ordering of the model's inputs and tensor signature.",
 )
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]), help="tf.distribute strategy.")
+@click.option(
+    "--strategy", type=click.Choice(["default", "mirrored"]), help="tf.distribute strategy."
+)
 @click.option("--seed", type=int, help="Random seed; the same seed repeats a run.")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory.  [default: runs/MODEL-TIME]")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    help="Run directory.  [default: runs/MODEL-TIME]",
+)
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --run-dir.")
-@click.option("--export-dir", default="saved_models", type=click.Path(file_okay=False), help="Export root.")
+@click.option(
+    "--export-dir", default="saved_models", type=click.Path(file_okay=False), help="Export root."
+)
 @click.option("--no-export", is_flag=True, help="Do not export at the end.")
 @click.pass_context
-def train(ctx, model, dataset, epochs, batch_size, learning_rate, optimizer, overrides,
-          config_file, data_format, strategy, seed, run_dir, resume, export_dir, no_export):
+def train(
+    ctx,
+    model,
+    dataset,
+    epochs,
+    batch_size,
+    learning_rate,
+    optimizer,
+    overrides,
+    config_file,
+    data_format,
+    strategy,
+    seed,
+    run_dir,
+    resume,
+    export_dir,
+    no_export,
+):
     """Train MODEL, evaluate it on the held-out split and export it.
 
     Configuration layers, each overriding the one before: the model's defaults,
@@ -114,9 +148,14 @@ def train(ctx, model, dataset, epochs, batch_size, learning_rate, optimizer, ove
         from kerasnotes.training import train as run_training
 
         flags = {
-            "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
-            "learning_rate": learning_rate, "optimizer": optimizer,
-            "data_format": data_format, "strategy": strategy, "seed": seed,
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "optimizer": optimizer,
+            "data_format": data_format,
+            "strategy": strategy,
+            "seed": seed,
         }
         result = run_training(
             model,
@@ -163,7 +202,13 @@ def evaluate(ctx, path, dataset, batch_size, as_json):
 
 @click.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--export-dir", default="saved_models", show_default=True, type=click.Path(file_okay=False), help="Export root.")
+@click.option(
+    "--export-dir",
+    default="saved_models",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Export root.",
+)
 @click.pass_context
 def export(ctx, run_dir, export_dir):
     """Export the finished run RUN_DIR as the next version under EXPORT_DIR/MODEL/.

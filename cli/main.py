@@ -127,7 +127,11 @@ class handle_errors:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc is None or self.debug or isinstance(exc, (click.ClickException, click.exceptions.Exit)):
+        if (
+            exc is None
+            or self.debug
+            or isinstance(exc, (click.ClickException, click.exceptions.Exit))
+        ):
             return False
         from kerasnotes.errors import KerasnotesError, UsageError
 

@@ -232,13 +232,10 @@ def validate_training(config: Mapping[str, Any]) -> None:
         if config[key] < 1:
             raise ConfigError(f"Invalid {key} {config[key]!r}: must be at least 1.")
     if not config["learning_rate"] > 0:
-        raise ConfigError(
-            f"Invalid learning_rate {config['learning_rate']!r}: must be positive."
-        )
+        raise ConfigError(f"Invalid learning_rate {config['learning_rate']!r}: must be positive.")
     if config["strategy"] not in STRATEGIES:
         raise ConfigError(
-            f"Invalid strategy {config['strategy']!r}: expected one of "
-            f"{', '.join(STRATEGIES)}."
+            f"Invalid strategy {config['strategy']!r}: expected one of {', '.join(STRATEGIES)}."
         )
     size = config["image_size"]
     if size is not None and not (
@@ -250,8 +247,7 @@ def validate_training(config: Mapping[str, Any]) -> None:
         )
     ):
         raise ConfigError(
-            f"Invalid image_size {size!r}: expected a positive integer or "
-            "[height, width]."
+            f"Invalid image_size {size!r}: expected a positive integer or [height, width]."
         )
 
 

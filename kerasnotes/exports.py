@@ -75,8 +75,9 @@ def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
         raise TrainingError(f"The export failed its check in a TensorFlow-only process: {detail}")
 
 
-def write_export(model, task, *, info: dict, config: dict, manifest: dict, data,
-                 export_root: str, name: str) -> str:
+def write_export(
+    model, task, *, info: dict, config: dict, manifest: dict, data, export_root: str, name: str
+) -> str:
     """Export `model` as the next version of `<export_root>/<name>` and return its path."""
     import keras
     import tensorflow as tf
@@ -106,8 +107,7 @@ def write_export(model, task, *, info: dict, config: dict, manifest: dict, data,
         os.makedirs(os.path.join(saved_model_dir, "assets"), exist_ok=True)
         with open(os.path.join(saved_model_dir, MANIFEST), "w") as f:
             json.dump(full_manifest, f, indent=2)
-        if data is not None:
-            verify(saved_model_dir, contract, task.export_examples(model, data, info, config))
+        verify(saved_model_dir, contract, task.export_examples(model, data, info, config))
         # Publish atomically under the next free version number.
         while True:
             version = (versions(model_dir) or [0])[-1] + 1
@@ -143,4 +143,6 @@ def read_manifest(export_dir: str) -> dict:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
-        raise DataError(f"{export_dir!r} has no readable kerasnotes manifest ({MANIFEST}).")
+        raise DataError(
+            f"{export_dir!r} has no readable kerasnotes manifest ({MANIFEST})."
+        ) from None

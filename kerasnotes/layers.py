@@ -16,8 +16,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 def check_data_format(data_format: str) -> str:
     if data_format not in DATA_FORMATS:
         raise ValueError(
-            f"Invalid data_format {data_format!r}: expected one of "
-            f"{', '.join(DATA_FORMATS)}."
+            f"Invalid data_format {data_format!r}: expected one of {', '.join(DATA_FORMATS)}."
         )
     return data_format
 
@@ -45,7 +44,11 @@ CLASSIC_FILTERS = {
     "edge_vertical": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
     "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
     "box_blur": [[1 / 9] * 3] * 3,
-    "gaussian_blur": [[1 / 16, 2 / 16, 1 / 16], [2 / 16, 4 / 16, 2 / 16], [1 / 16, 2 / 16, 1 / 16]],
+    "gaussian_blur": [
+        [1 / 16, 2 / 16, 1 / 16],
+        [2 / 16, 4 / 16, 2 / 16],
+        [1 / 16, 2 / 16, 1 / 16],
+    ],
 }
 
 
@@ -80,9 +83,7 @@ class ClassicFilters(keras.initializers.Initializer):
     def __call__(self, shape, dtype=None):
         kernel_h, kernel_w, in_channels, out_channels = shape
         if (kernel_h, kernel_w) != (3, 3):
-            raise ValueError(
-                f"ClassicFilters needs a 3x3 kernel, got {kernel_h}x{kernel_w}."
-            )
+            raise ValueError(f"ClassicFilters needs a 3x3 kernel, got {kernel_h}x{kernel_w}.")
         kernel = np.zeros(shape, np.float32)
         for i in range(out_channels):
             name = self.filters[i % len(self.filters)]
@@ -116,9 +117,7 @@ class MinPooling2D(layers.Layer):
     (1, 2, 2, 3)
     """
 
-    def __init__(
-        self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs
-    ):
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.pool_size = pool_size
         self.strides = strides
@@ -152,9 +151,7 @@ class MinPooling2D(layers.Layer):
 # Augmentations by name, for images scaled to [0, 1]; Keras' own layers, each active
 # only in training.
 _AUGMENTATIONS = {
-    "translate": lambda seed: layers.RandomTranslation(
-        0.1, 0.1, fill_mode="reflect", seed=seed
-    ),
+    "translate": lambda seed: layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed),
     "rotate": lambda seed: layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
     "zoom": lambda seed: layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
     "flip": lambda seed: layers.RandomFlip("horizontal", seed=seed),
@@ -183,7 +180,6 @@ def augmentation(names, seed: int | None = None, name: str = "augmentation"):
     unknown = [n for n in names if n not in _AUGMENTATIONS]
     if unknown:
         raise ValueError(
-            f"Unknown augmentation {unknown[0]!r}: expected names from "
-            f"{', '.join(AUGMENTATIONS)}."
+            f"Unknown augmentation {unknown[0]!r}: expected names from {', '.join(AUGMENTATIONS)}."
         )
     return keras.Sequential([_AUGMENTATIONS[n](seed) for n in names], name=name)

@@ -37,7 +37,7 @@ def learning_curves(history: dict[str, list[float]], path: str) -> str:
         k for k in history if k not in ("epoch", "learning_rate") and not k.startswith("val_")
     ]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         ax.plot(epochs, history[metric], "o-", label="train")
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "o-", label="validation")

@@ -8,6 +8,7 @@ from typing import Any
 from kerasnotes import training
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.exports import read_manifest, write_export
+from kerasnotes.tasks import get_task, task_for_model
 
 
 def _load_run(run_dir: str):
@@ -27,15 +28,18 @@ def _load_run(run_dir: str):
     return model, saved, info, net
 
 
-def _task_of(model: str):
-    from kerasnotes.registry import get_spec
-    from kerasnotes.tasks import get_task
-
-    return get_task(get_spec(model).task)
-
-
-def export_model(net, task, *, model: str, config: dict, info: dict, metrics: dict | None,
-                 data, export_root: str, run_dir: str | None) -> str:
+def export_model(
+    net,
+    task,
+    *,
+    model: str,
+    config: dict,
+    info: dict,
+    metrics: dict | None,
+    data,
+    export_root: str,
+    run_dir: str | None,
+) -> str:
     """Write the next export version of a trained model (used by train and export)."""
     from kerasnotes.config import split
 
@@ -50,8 +54,14 @@ def export_model(net, task, *, model: str, config: dict, info: dict, metrics: di
         "run_dir": os.path.abspath(run_dir) if run_dir else None,
     }
     return write_export(
-        net, task, info=info, config=config, manifest=manifest, data=data,
-        export_root=export_root, name=model,
+        net,
+        task,
+        info=info,
+        config=config,
+        manifest=manifest,
+        data=data,
+        export_root=export_root,
+        name=model,
     )
 
 
@@ -61,13 +71,20 @@ def export_run(run_dir: str, export_root: str = "saved_models") -> str:
 
     check_writable(export_root)
     model, config, info, net = _load_run(run_dir)
-    task = _task_of(model)
+    task = task_for_model(model)
     metrics_path = os.path.join(run_dir, training.METRICS_FILE)
     metrics = training.read_json(metrics_path) if os.path.exists(metrics_path) else None
     data = task.load_data(config)
     return export_model(
-        net, task, model=model, config=config, info=info, metrics=metrics, data=data,
-        export_root=export_root, run_dir=run_dir,
+        net,
+        task,
+        model=model,
+        config=config,
+        info=info,
+        metrics=metrics,
+        data=data,
+        export_root=export_root,
+        run_dir=run_dir,
     )
 
 
@@ -91,12 +108,12 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
         manifest = read_manifest(path)
         config = {**manifest["training"], **manifest["hyperparameters"]}
         info = manifest["data"]
-        task = _task_named(manifest["task"])
+        task = get_task(manifest["task"])
         signature = tf.saved_model.load(path).signatures["serving_images"]
         predict = lambda images: signature(images=images)["scores"]  # noqa: E731
     else:
         model, config, info, net = _load_run(path)
-        task = _task_of(model)
+        task = task_for_model(model)
         predict = lambda images: net(images, training=False)  # noqa: E731
     config = {**config, **({"dataset": dataset} if dataset else {})}
     if batch_size:
@@ -112,12 +129,6 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
     return task.evaluate(predict, data, info, config)
 
 
-def _task_named(name: str):
-    from kerasnotes.tasks import get_task
-
-    return get_task(name)
-
-
 def predict(export_dir: str, inputs: list[str], **options: Any) -> list[dict]:
     """Run an export on raw inputs (files or strings, by task); one dict per input."""
     import tensorflow as tf
@@ -125,6 +136,6 @@ def predict(export_dir: str, inputs: list[str], **options: Any) -> list[dict]:
     if not os.path.exists(export_dir):
         raise UsageError(f"Export {export_dir!r} does not exist.")
     manifest = read_manifest(export_dir)
-    task = _task_named(manifest["task"])
+    task = get_task(manifest["task"])
     signatures = tf.saved_model.load(export_dir).signatures
     return task.predict_export(signatures, manifest, inputs, **options)

@@ -93,9 +93,9 @@ def check_model(name: str, data_format: str = "channels_last", **hyperparameters
     loss = model.train_on_batch(x, y)
     loss = loss[0] if isinstance(loss, (list, tuple)) else loss
     assert np.isfinite(loss), loss
-    assert any(
-        not np.allclose(a, b) for a, b in zip(before, model.get_weights())
-    ), "a training step did not change any weight"
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True)), (
+        "a training step did not change any weight"
+    )
 
     # The other channel ordering: same weights, same answers on transposed input.
     if data_format == "channels_last" and "data_format" in spec.hyperparameters():

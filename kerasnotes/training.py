@@ -29,6 +29,7 @@ from typing import Any
 from kerasnotes import config as config_lib
 from kerasnotes.errors import ConfigError, TrainingError, UsageError
 from kerasnotes.registry import create_model, get_spec
+from kerasnotes.tasks import task_for_model
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
@@ -111,14 +112,12 @@ def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> d
         )
     saved = read_json(path)
     if saved.get("model") != model:
-        raise UsageError(
-            f"Run {run_dir!r} trained model {saved.get('model')!r}, not {model!r}."
-        )
+        raise UsageError(f"Run {run_dir!r} trained model {saved.get('model')!r}, not {model!r}.")
     config = {k: v for k, v in saved.items() if k != "model"}
     # Only the number of epochs may change when resuming (to train further).
     requested = config_lib.resolve_config(
         get_spec(model),
-        derived_keys=_task(model).derived_keys,
+        derived_keys=task_for_model(model).derived_keys,
         config_file=config_file,
         overrides=overrides,
         flags=flags,
@@ -137,12 +136,6 @@ def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> d
     if "epochs" in given:
         config["epochs"] = requested["epochs"]
     return config
-
-
-def _task(model: str):
-    from kerasnotes.tasks import get_task
-
-    return get_task(get_spec(model).task)
 
 
 def _nan_guard():
@@ -192,14 +185,16 @@ def train(
     import keras
 
     spec = get_spec(model)
-    task = _task(model)
+    task = task_for_model(model)
     if resume:
         if not run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue.")
         config = _resume_config(run_dir, model, config_file, overrides, flags)
-        state = read_json(os.path.join(run_dir, STATE_FILE)) if os.path.exists(
-            os.path.join(run_dir, STATE_FILE)
-        ) else {}
+        state = (
+            read_json(os.path.join(run_dir, STATE_FILE))
+            if os.path.exists(os.path.join(run_dir, STATE_FILE))
+            else {}
+        )
         if state.get("status") == "complete" and state.get("epochs", 0) >= config["epochs"]:
             raise UsageError(
                 f"Run {run_dir!r} already finished its {state['epochs']} epochs; pass a "
@@ -251,9 +246,7 @@ def train(
     write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
     echo(f"Run directory: {run_dir}")
     echo(f"Data: {info['source']} ({data.num_examples})")
-    echo(
-        f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
-    )
+    echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
 
     history_path = os.path.join(run_dir, HISTORY_FILE)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
@@ -298,8 +291,15 @@ def train(
         from kerasnotes.runs import export_model
 
         exported = export_model(
-            net, task, model=model, config=config, info=info, metrics=metrics, data=data,
-            export_root=export_dir, run_dir=run_dir,
+            net,
+            task,
+            model=model,
+            config=config,
+            info=info,
+            metrics=metrics,
+            data=data,
+            export_root=export_dir,
+            run_dir=run_dir,
         )
         echo(f"Exported: {exported}")
     write_json(

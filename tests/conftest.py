@@ -21,8 +21,12 @@ import pytest  # noqa: E402
 
 # Small, fast settings that still learn the embedded shapes well above chance.
 QUICK = [
-    "dataset=shapes/small", "epochs=6", "batch_size=32", "filters=[16,32,64]",
-    "dense_units=64", "learning_rate=0.003",
+    "dataset=shapes/small",
+    "epochs=6",
+    "batch_size=32",
+    "filters=[16,32,64]",
+    "dense_units=64",
+    "learning_rate=0.003",
 ]
 
 

@@ -1,5 +1,4 @@
 import ast
-import os
 import pathlib
 import subprocess
 import sys
@@ -86,15 +85,24 @@ def bad_folders(tmp_path_factory):
     "args, fragments",
     [
         (["train", "cnnn"], ["Unknown model 'cnnn'", "Did you mean 'cnn'"]),
-        (["train", "cnn", "--set", "fliters=[8]"], ["Unknown configuration key 'fliters'", "filters"]),
+        (
+            ["train", "cnn", "--set", "fliters=[8]"],
+            ["Unknown configuration key 'fliters'", "filters"],
+        ),
         (["train", "cnn", "--set", "filters=abc"], ["Invalid value 'abc' for 'filters'"]),
         (["train", "cnn", "--epochs", "many"], ["'many' is not a valid integer"]),
-        (["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[0,8]"],
-         ["Invalid filters 0"]),
-        (["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[-8]"],
-         ["Invalid filters -8"]),
-        (["train", "cnn", "--dataset", "shapes/small", "--set", "kernel_size=64"],
-         ["kernel_size 64", "larger than its 32x32 input"]),
+        (
+            ["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[0,8]"],
+            ["Invalid filters 0"],
+        ),
+        (
+            ["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[-8]"],
+            ["Invalid filters -8"],
+        ),
+        (
+            ["train", "cnn", "--dataset", "shapes/small", "--set", "kernel_size=64"],
+            ["kernel_size 64", "larger than its 32x32 input"],
+        ),
         (["train", "cnn", "--dataset", "./missing/photos"], ["'./missing/photos' does not exist"]),
         (["train", "cnn", "--dataset", "{empty}"], ["holds no images"]),
         (["train", "cnn", "--dataset", "{corrupt}"], ["oops.jpg"]),
@@ -104,15 +112,27 @@ def bad_folders(tmp_path_factory):
         (["trian"], ["Did you mean 'train'"]),
         (["evaluate", "no/such/run"], ["does not exist"]),
         (["predict", "no/such/export", "x.png"], ["does not exist"]),
-        (["--plugin", "no_such_module", "models"], ["Plugin module 'no_such_module' was not found"]),
+        (
+            ["--plugin", "no_such_module", "models"],
+            ["Plugin module 'no_such_module' was not found"],
+        ),
     ],
 )
-def test_bad_input_gets_one_clear_line_and_exit_2(args, fragments, bad_folders, tmp_path,
-                                                  shapes_small):
+def test_bad_input_gets_one_clear_line_and_exit_2(
+    args, fragments, bad_folders, tmp_path, shapes_small
+):
     (tmp_path / "file").write_text("not a directory")
-    args = [a.format(empty=bad_folders / "empty", corrupt=bad_folders / "corrupt",
-                     file=tmp_path / "file") for a in args]
-    proc = run_cli(*args, "--run-dir", str(tmp_path / "run")) if args[0] == "train" else run_cli(*args)
+    args = [
+        a.format(
+            empty=bad_folders / "empty", corrupt=bad_folders / "corrupt", file=tmp_path / "file"
+        )
+        for a in args
+    ]
+    proc = (
+        run_cli(*args, "--run-dir", str(tmp_path / "run"))
+        if args[0] == "train"
+        else run_cli(*args)
+    )
     assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "run").exists()  # bad input leaves no run behind
 
@@ -128,7 +148,14 @@ def test_predict_evaluate_and_export_commands(trained, tmp_path):
     proc = run_cli("predict", result.export_dir, str(tmp_path / "a.png"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     path, label, score = proc.stdout.strip().split("\t")
-    assert path.endswith("a.png") and label in ("circle", "square", "triangle", "diamond", "cross", "ring")
+    assert path.endswith("a.png") and label in (
+        "circle",
+        "square",
+        "triangle",
+        "diamond",
+        "cross",
+        "ring",
+    )
     assert 0 < float(score) <= 1
 
     proc = run_cli("evaluate", result.export_dir, "--json")
@@ -164,8 +191,21 @@ def test_plugin_module_trains_from_the_cli(tmp_path):
     (tmp_path / "my_models.py").write_text(PLUGIN)
     proc = run_cli("--plugin", "my_models", "models", cwd=tmp_path)
     assert proc.returncode == 0 and "tiny-mlp" in proc.stdout and "A small MLP" in proc.stdout
-    proc = run_cli("--plugin", "my_models", "train", "tiny-mlp", "--dataset", "shapes/small",
-                   "--set", "units=32", "--run-dir", "run", "--export-dir", "exports", cwd=tmp_path)
+    proc = run_cli(
+        "--plugin",
+        "my_models",
+        "train",
+        "tiny-mlp",
+        "--dataset",
+        "shapes/small",
+        "--set",
+        "units=32",
+        "--run-dir",
+        "run",
+        "--export-dir",
+        "exports",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "exports" / "tiny-mlp" / "1" / "saved_model.pb").exists()
     assert "accuracy" in (tmp_path / "run" / "metrics.json").read_text()
@@ -180,3 +220,10 @@ def test_entry_point_plugin_is_listed(tmp_path):
     proc = run_cli("models", env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ep-mlp" in proc.stdout
+
+
+def test_readme_cli_reference_is_current():
+    from cli.docs import README, readme_with_reference
+
+    text = README.read_text()
+    assert readme_with_reference(text) == text, "run `python -m cli.docs --write`"

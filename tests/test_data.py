@@ -17,11 +17,14 @@ def write_image(path, array, fmt="png"):
 @pytest.fixture
 def image_folder(tmp_path):
     rng = np.random.default_rng(0)
-    for label, shape in enumerate(["circle", "square"]):
+    for shape in ["circle", "square"]:
         for i in range(10):
             obj = scenes.random_object(rng, 40, shape=shape)
-            write_image(tmp_path / shape / f"{i}.{'png' if i % 2 else 'jpg'}",
-                        scenes.render(rng, [obj], 40), "png" if i % 2 else "jpg")
+            write_image(
+                tmp_path / shape / f"{i}.{'png' if i % 2 else 'jpg'}",
+                scenes.render(rng, [obj], 40),
+                "png" if i % 2 else "jpg",
+            )
     return tmp_path
 
 
@@ -38,8 +41,12 @@ def test_embedded_shapes_is_deterministic_and_balanced():
 
 
 def test_scene_rendering_is_seeded():
-    a = scenes.render(np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32)
-    b = scenes.render(np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32)
+    a = scenes.render(
+        np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32
+    )
+    b = scenes.render(
+        np.random.default_rng(5), [scenes.random_object(np.random.default_rng(1), 32)], 32
+    )
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
 

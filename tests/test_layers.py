@@ -13,7 +13,10 @@ def test_min_pooling(data_format):
     layer = MinPooling2D(2, data_format=data_format)
     out = keras.ops.convert_to_numpy(layer(x)).reshape(2, 2)
     np.testing.assert_array_equal(out, [[0, 2], [8, 10]])
-    assert layer.compute_output_shape(x.shape) == out.reshape((1, 2, 2, 1) if data_format == "channels_last" else (1, 1, 2, 2)).shape
+    assert (
+        layer.compute_output_shape(x.shape)
+        == out.reshape((1, 2, 2, 1) if data_format == "channels_last" else (1, 1, 2, 2)).shape
+    )
 
 
 def test_min_pooling_round_trips(tmp_path):
@@ -32,14 +35,18 @@ def test_classic_filters_apply_the_textbook_kernels():
     image = np.zeros((1, 5, 5, 3), "float32")
     image[:, :, 2:, :] = 1.0  # a vertical edge
     conv = keras.layers.Conv2D(
-        3, 3, use_bias=False,
+        3,
+        3,
+        use_bias=False,
         kernel_initializer=ClassicFilters(["identity", "edge_vertical", "edge_horizontal"]),
     )
     out = keras.ops.convert_to_numpy(conv(image))[0]
     np.testing.assert_allclose(out[..., 0], image[0, 1:-1, 1:-1, 0], atol=1e-6)
     assert out[1, 0, 1] == pytest.approx(4.0)  # Sobel response at the edge
     np.testing.assert_allclose(out[..., 2], 0, atol=1e-6)  # no horizontal edge
-    assert ClassicFilters.from_config(ClassicFilters(["sharpen"]).get_config()).filters == ["sharpen"]
+    assert ClassicFilters.from_config(ClassicFilters(["sharpen"]).get_config()).filters == [
+        "sharpen"
+    ]
 
 
 def test_classic_filters_need_3x3():

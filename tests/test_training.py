@@ -22,9 +22,19 @@ def test_train_learns_and_writes_the_run(trained):
     result, export_root = trained
     assert result.metrics["accuracy"] > LEARNED, result.metrics
     files = set(os.listdir(result.run_dir))
-    for name in ["config.json", "data.json", "metrics.json", "model.keras", "history.csv",
-                 "learning_curves.png", "filters_and_feature_maps.png", "state.json",
-                 "backup", "checkpoints", "logs"]:
+    for name in [
+        "config.json",
+        "data.json",
+        "metrics.json",
+        "model.keras",
+        "history.csv",
+        "learning_curves.png",
+        "filters_and_feature_maps.png",
+        "state.json",
+        "backup",
+        "checkpoints",
+        "logs",
+    ]:
         assert name in files, name
     with open(os.path.join(result.run_dir, "metrics.json")) as f:
         metrics = json.load(f)
@@ -37,8 +47,12 @@ def test_train_learns_and_writes_the_run(trained):
 
 def test_channels_first_trains_on_this_cpu(tmp_path):
     result = kerasnotes.train(
-        "cnn", overrides=QUICK, flags={"data_format": "channels_first"},
-        run_dir=str(tmp_path / "run"), export_dir=None, echo=lambda line: None,
+        "cnn",
+        overrides=QUICK,
+        flags={"data_format": "channels_first"},
+        run_dir=str(tmp_path / "run"),
+        export_dir=None,
+        echo=lambda line: None,
     )
     assert result.metrics["accuracy"] > LEARNED, result.metrics
 
@@ -46,8 +60,13 @@ def test_channels_first_trains_on_this_cpu(tmp_path):
 def test_same_seed_repeats_a_run(tmp_path):
     settings = ["dataset=shapes/small", "epochs=1", "filters=[8]", "dense_units=0", "seed=7"]
     losses = [
-        kerasnotes.train("cnn", overrides=settings, run_dir=str(tmp_path / f"r{i}"),
-                         export_dir=None, echo=lambda line: None).metrics["loss"]
+        kerasnotes.train(
+            "cnn",
+            overrides=settings,
+            run_dir=str(tmp_path / f"r{i}"),
+            export_dir=None,
+            echo=lambda line: None,
+        ).metrics["loss"]
         for i in range(2)
     ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
@@ -55,10 +74,14 @@ def test_same_seed_repeats_a_run(tmp_path):
 
 def test_existing_run_dir_is_not_overwritten(trained):
     result, _ = trained
-    before = {n: os.path.getmtime(os.path.join(result.run_dir, n)) for n in os.listdir(result.run_dir)}
+    before = {
+        n: os.path.getmtime(os.path.join(result.run_dir, n)) for n in os.listdir(result.run_dir)
+    }
     with pytest.raises(UsageError, match="already exists"):
         kerasnotes.train("cnn", overrides=QUICK, run_dir=result.run_dir, export_dir=None)
-    after = {n: os.path.getmtime(os.path.join(result.run_dir, n)) for n in os.listdir(result.run_dir)}
+    after = {
+        n: os.path.getmtime(os.path.join(result.run_dir, n)) for n in os.listdir(result.run_dir)
+    }
     assert before == after
 
 
@@ -88,8 +111,18 @@ NAN_PLUGIN = textwrap.dedent(
 
 def test_nan_loss_stops_with_exit_1(tmp_path):
     (tmp_path / "nan_plugin.py").write_text(NAN_PLUGIN)
-    proc = run_cli("--plugin", "nan_plugin", "train", "nan-net", "--dataset", "shapes/small",
-                   "--run-dir", "run", "--no-export", cwd=tmp_path)
+    proc = run_cli(
+        "--plugin",
+        "nan_plugin",
+        "train",
+        "nan-net",
+        "--dataset",
+        "shapes/small",
+        "--run-dir",
+        "run",
+        "--no-export",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Error: The loss became nan at epoch 1, batch 1" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -102,11 +135,23 @@ def _epochs_in(history_csv):
 
 
 def test_resume_after_kill_9_continues_from_the_last_epoch(tmp_path):
-    args = ["train", "cnn", "--dataset", "shapes/small", "--epochs", "5", "--run-dir", "run",
-            "--no-export", "--set", "filters=[16,32]"]
+    args = [
+        "train",
+        "cnn",
+        "--dataset",
+        "shapes/small",
+        "--epochs",
+        "5",
+        "--run-dir",
+        "run",
+        "--no-export",
+        "--set",
+        "filters=[16,32]",
+    ]
     kerasnotes_bin = os.path.join(os.path.dirname(sys.executable), "kerasnotes")
-    proc = subprocess.Popen([kerasnotes_bin, *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [kerasnotes_bin, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     metadata = tmp_path / "run" / "backup" / "training_metadata.json"
     deadline = time.time() + 300
     done = 0
@@ -141,7 +186,7 @@ def test_resume_after_kill_9_continues_from_the_last_epoch(tmp_path):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     script = textwrap.dedent(
-        f'''
+        f"""
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -150,10 +195,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         result = kerasnotes.train("cnn", overrides={QUICK!r} + ["strategy=mirrored"],
                                   run_dir={str(tmp_path / "run")!r}, export_dir=None)
         print("ACCURACY", result.metrics["accuracy"])
-        '''
+        """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Strategy: MirroredStrategy, 2 replica(s)" in proc.stdout
     accuracy = float(proc.stdout.split("ACCURACY")[-1])

@@ -79,9 +79,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def render(
-    rng: np.random.Generator, objects: list[SceneObject], size: int
-) -> np.ndarray:
+def render(rng: np.random.Generator, objects: list[SceneObject], size: int) -> np.ndarray:
     """Draw `objects` in order over a fresh background; returns uint8 (size, size, 3)."""
     image = background(rng, size)
     for obj in objects:

@@ -214,8 +214,12 @@ def cnn(
                 name=f"{prefix}_conv{conv + 1}",
                 **conv_kwargs,
             )(x)
-            height = _conv_output_size(height, effective, stride if conv == 0 else 1, paddings[block])
-            width = _conv_output_size(width, effective, stride if conv == 0 else 1, paddings[block])
+            height = _conv_output_size(
+                height, effective, stride if conv == 0 else 1, paddings[block]
+            )
+            width = _conv_output_size(
+                width, effective, stride if conv == 0 else 1, paddings[block]
+            )
             if min(height, width) < 1:
                 raise ValueError(
                     f"{prefix}: the feature map vanished (kernel_size {kernel} with "
@@ -239,9 +243,9 @@ def cnn(
             x = layers.Add(name=f"{prefix}_add")([x, shortcut])
             x = layers.Activation("relu", name=f"{prefix}_out")(x)
         if activity_regularizer is not None:
-            x = layers.ActivityRegularization(
-                activity_l1, activity_l2, name=f"{prefix}_activity"
-            )(x)
+            x = layers.ActivityRegularization(activity_l1, activity_l2, name=f"{prefix}_activity")(
+                x
+            )
         if poolings[block] != "none":
             if min(height, width) < pool_size:
                 raise ValueError(

@@ -26,3 +26,10 @@ def get_task(name: str):
     if name not in _TASK_MODULES:
         raise UsageError(f"Unknown task {name!r}: expected one of {', '.join(task_names())}.")
     return importlib.import_module(_TASK_MODULES[name]).TASK
+
+
+def task_for_model(model: str):
+    """The task that trains the model registered as `model`."""
+    from kerasnotes.registry import get_spec
+
+    return get_task(get_spec(model).task)

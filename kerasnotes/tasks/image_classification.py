@@ -183,7 +183,10 @@ class ImageClassification:
         outputs = {"label": ["string", [None]], "scores": ["float32", [None, num_classes]]}
         return {
             "serving_default": {"inputs": {"image_bytes": ["string", [None]]}, "outputs": outputs},
-            "serving_images": {"inputs": {"images": ["float32", images_shape]}, "outputs": outputs},
+            "serving_images": {
+                "inputs": {"images": ["float32", images_shape]},
+                "outputs": outputs,
+            },
         }
 
     def export_examples(self, model, data, info: dict, config, count: int = 4) -> list[dict]:
