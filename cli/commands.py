@@ -17,6 +17,11 @@ def _print_metrics(metrics: dict) -> None:
     for key, value in metrics.items():
         if isinstance(value, float):
             click.echo(f"  {key}: {value:.4f}")
+        elif key == "samples":
+            for sample in value:
+                click.echo(
+                    f"  sample: {sample['caption']!r}  (reference: {sample['references'][0]!r})"
+                )
         elif isinstance(value, dict):
             inner = ", ".join(
                 f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
@@ -138,6 +143,9 @@ def train(
 
     \b
     Examples:
+      kerasnotes train captioner
+      kerasnotes train captioner --set rnn=lstm --set num_layers=2 --set beam_width=5
+      kerasnotes train captioner --dataset annotations/captions_train2017.json
       kerasnotes train cnn
       kerasnotes train cnn --data-format channels_first --epochs 5
       kerasnotes train cnn --dataset mnist --set filters=[16,32] --set augmentations=[translate]
@@ -227,18 +235,21 @@ def export(ctx, run_dir, export_dir):
 @click.argument("export_dir", metavar="EXPORT", type=click.Path())
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
+@click.option("--greedy", is_flag=True, help="Captioners: greedy decoding instead of beam search.")
 @click.pass_context
-def predict(ctx, export_dir, inputs, as_json):
+def predict(ctx, export_dir, inputs, as_json, greedy):
     """Run the export EXPORT on INPUT files or strings and print one result per input.
 
     \b
-    Example:
+    Examples:
       kerasnotes predict saved_models/cnn/1 circle.png square.jpg
+      kerasnotes predict saved_models/captioner/1 scene.png --greedy
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import predict as run_predict
 
-        for result in run_predict(export_dir, list(inputs)):
+        options = {"greedy": True} if greedy else {}
+        for result in run_predict(export_dir, list(inputs), **options):
             if as_json:
                 click.echo(json.dumps(result))
             else:

@@ -46,16 +46,22 @@ def training_keys() -> tuple[str, ...]:
     return tuple(TRAINING_DEFAULTS)
 
 
-def defaults_for(spec: ModelSpec, derived_keys: Iterable[str] = ()) -> dict[str, Any]:
+def defaults_for(
+    spec: ModelSpec,
+    derived_keys: Iterable[str] = (),
+    task_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Builder defaults plus training defaults for one model, as plain JSON values.
 
     `derived_keys` are builder arguments that the task sets from the data (such as
-    `input_shape`); they are not user settings.
+    `input_shape`); they are not user settings. `task_settings` are the task's own
+    settings and their defaults (such as a captioner's `vocabulary_size`).
     """
+    task_settings = dict(task_settings or {})
     hyperparameters = {
         k: v for k, v in spec.hyperparameters().items() if k not in set(derived_keys)
     }
-    clash = set(hyperparameters) & set(TRAINING_DEFAULTS)
+    clash = set(hyperparameters) & (set(TRAINING_DEFAULTS) | set(task_settings))
     if clash:
         raise ConfigError(
             f"Model {spec.name!r} has hyperparameters named like training settings: "
@@ -66,7 +72,7 @@ def defaults_for(spec: ModelSpec, derived_keys: Iterable[str] = ()) -> dict[str,
         raise ConfigError(
             f"Model {spec.name!r} declares unknown training defaults {sorted(unknown)}."
         )
-    merged = {**TRAINING_DEFAULTS, **spec.training_defaults, **hyperparameters}
+    merged = {**TRAINING_DEFAULTS, **task_settings, **spec.training_defaults, **hyperparameters}
     return {k: _to_plain(v) for k, v in merged.items()}
 
 
@@ -193,12 +199,13 @@ def resolve_config(
     spec: ModelSpec,
     *,
     derived_keys: Iterable[str] = (),
+    task_settings: Mapping[str, Any] | None = None,
     config_file: str | os.PathLike | None = None,
     overrides: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge the configuration layers for `spec` and validate every key and type."""
-    config = defaults_for(spec, derived_keys)
+    config = defaults_for(spec, derived_keys, task_settings)
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if config_file is not None:
         data = dict(read_config_file(config_file))
@@ -251,8 +258,9 @@ def validate_training(config: Mapping[str, Any]) -> None:
         )
 
 
-def split(config: Mapping[str, Any]) -> tuple[dict, dict]:
-    """Split a resolved configuration into (training settings, hyperparameters)."""
-    training = {k: config[k] for k in TRAINING_DEFAULTS}
-    hyperparameters = {k: v for k, v in config.items() if k not in TRAINING_DEFAULTS}
+def split(config: Mapping[str, Any], task_settings: Iterable[str] = ()) -> tuple[dict, dict]:
+    """Split a resolved configuration into (training and task settings, hyperparameters)."""
+    settings = set(TRAINING_DEFAULTS) | set(task_settings)
+    training = {k: v for k, v in config.items() if k in settings}
+    hyperparameters = {k: v for k, v in config.items() if k not in settings}
     return training, hyperparameters

@@ -183,3 +183,116 @@ def augmentation(names, seed: int | None = None, name: str = "augmentation"):
             f"Unknown augmentation {unknown[0]!r}: expected names from {', '.join(AUGMENTATIONS)}."
         )
     return keras.Sequential([_AUGMENTATIONS[n](seed) for n in names], name=name)
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class BahdanauAttention(layers.Layer):
+    """Additive attention of queries over a set of values (image regions).
+
+    `score(q, v_j) = w . tanh(W_q q + W_v v_j)`; the weights are a softmax of the scores
+    over the values and the context is the weighted sum of the values (Bahdanau et al.,
+    2015, "Neural Machine Translation by Jointly Learning to Align and Translate"; Xu et
+    al., 2015, "Show, Attend and Tell", for image regions).
+
+    The projection `W_v v` does not depend on the query: `project_values` computes it
+    once so a decoder can reuse it at every step (`call(..., projected_values=...)`).
+
+    Args:
+        units: width of the hidden scoring layer.
+
+    Call arguments:
+        query: `(batch, num_queries, query_dim)`, one query per decoding step.
+        values: `(batch, num_values, value_dim)`, e.g. regions of a feature map.
+        projected_values: optional `project_values(values)`.
+
+    Returns:
+        `(context, weights)`: `(batch, num_queries, value_dim)` and
+        `(batch, num_queries, num_values)`.
+
+    Example:
+
+    >>> attention = BahdanauAttention(16)
+    >>> context, weights = attention(np.zeros((2, 5, 8)), np.zeros((2, 36, 32)))
+    >>> tuple(context.shape), tuple(weights.shape)
+    ((2, 5, 32), (2, 5, 36))
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError(f"Invalid units {units!r}: must be a positive integer.")
+        self.units = units
+        self.query_dense = layers.Dense(units, use_bias=False, name="query")
+        self.value_dense = layers.Dense(units, name="value")
+        self.score_dense = layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, query_shape, values_shape, projected_values_shape=None):
+        self.query_dense.build(query_shape)
+        self.value_dense.build(values_shape)
+        self.score_dense.build((*values_shape[:-1], self.units))
+
+    def project_values(self, values):
+        return self.value_dense(values)
+
+    def call(self, query, values, projected_values=None):
+        if projected_values is None:
+            projected_values = self.project_values(values)
+        # (batch, queries, 1, units) + (batch, 1, values, units)
+        hidden = ops.tanh(
+            ops.expand_dims(self.query_dense(query), 2) + ops.expand_dims(projected_values, 1)
+        )
+        scores = ops.squeeze(self.score_dense(hidden), -1)  # (batch, queries, values)
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.matmul(weights, values)  # (batch, queries, value_dim)
+        return context, weights
+
+    def compute_output_shape(self, query_shape, values_shape, projected_values_shape=None):
+        return (
+            (*query_shape[:2], values_shape[-1]),
+            (*query_shape[:2], values_shape[1]),
+        )
+
+    def get_config(self):
+        base_config = super().get_config()
+        return {**base_config, "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class PositionEmbedding(layers.Layer):
+    """Adds a learned embedding of each position to a sequence (or set of regions).
+
+    Image regions flattened from a feature map lose where they were; adding a learned
+    vector per position gives attention over regions access to "left of" and "above".
+
+    Args:
+        initializer: initializer of the `(sequence_length, features)` embeddings.
+
+    Call arguments:
+        inputs: `(batch, sequence_length, features)`, with a fixed sequence length.
+
+    Returns:
+        `inputs` plus the position embeddings, same shape.
+    """
+
+    def __init__(self, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        if input_shape[-2] is None:
+            raise ValueError(
+                f"PositionEmbedding needs a fixed sequence length; received {input_shape}."
+            )
+        self.embeddings = self.add_weight(
+            shape=tuple(input_shape[-2:]), initializer=self.initializer, name="embeddings"
+        )
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.embeddings, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        base_config = super().get_config()
+        return {**base_config, "initializer": keras.initializers.serialize(self.initializer)}

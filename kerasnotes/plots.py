@@ -97,3 +97,45 @@ def filters_and_feature_maps(
 def ensure_dir(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def attention_maps(
+    image: np.ndarray, tokens: list[str], attention: np.ndarray, grid: tuple[int, int], path: str
+) -> str:
+    """The image, then one panel per word with the attention over regions laid over it.
+
+    Args:
+        image: uint8 `(height, width, 3)`.
+        tokens: the generated words.
+        attention: `(len(tokens), rows * columns)` weights behind each word.
+        grid: `(rows, columns)` of the encoder's region grid.
+    """
+    rows, columns = grid
+    panels = len(tokens) + 1
+    per_row = min(panels, 6)
+    fig, axes = plt.subplots(
+        math.ceil(panels / per_row),
+        per_row,
+        figsize=(2 * per_row, 2.2 * math.ceil(panels / per_row)),
+        squeeze=False,
+    )
+    height, width = image.shape[:2]
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes.flat[0].imshow(image)
+    axes.flat[0].set_title("input", fontsize=9)
+    for ax, token, weights in zip(axes.flat[1:], tokens, attention, strict=False):
+        ax.imshow(image)
+        ax.imshow(
+            np.asarray(weights).reshape(rows, columns),
+            cmap="magma",
+            alpha=0.6,
+            extent=(0, width, height, 0),
+            interpolation="bilinear",
+        )
+        ax.set_title(token, fontsize=9)
+    fig.suptitle(" ".join(tokens), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

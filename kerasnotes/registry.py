@@ -25,7 +25,7 @@ ENTRY_POINT_GROUP = "kerasnotes.models"
 
 # Modules that register the built-in families. Imported on first use so that
 # `import kerasnotes` (and `kerasnotes --help`) stays free of TensorFlow.
-_BUILTIN_MODULES = ("kerasnotes.models.cnn",)
+_BUILTIN_MODULES = ("kerasnotes.models.cnn", "kerasnotes.models.captioner")
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _builtins_loaded = False

@@ -43,7 +43,7 @@ def export_model(
     """Write the next export version of a trained model (used by train and export)."""
     from kerasnotes.config import split
 
-    training_settings, hyperparameters = split(config)
+    training_settings, hyperparameters = split(config, task.settings)
     manifest = {
         "model": model,
         "task": task.name,
@@ -109,12 +109,11 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
         config = {**manifest["training"], **manifest["hyperparameters"]}
         info = manifest["data"]
         task = get_task(manifest["task"])
-        signature = tf.saved_model.load(path).signatures["serving_images"]
-        predict = lambda images: signature(images=images)["scores"]  # noqa: E731
+        predict = task.export_predictor(tf.saved_model.load(path).signatures)
     else:
         model, config, info, net = _load_run(path)
         task = task_for_model(model)
-        predict = lambda images: net(images, training=False)  # noqa: E731
+        predict = task.model_predictor(net)
     config = {**config, **({"dataset": dataset} if dataset else {})}
     if batch_size:
         config["batch_size"] = batch_size

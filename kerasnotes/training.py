@@ -118,6 +118,7 @@ def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> d
     requested = config_lib.resolve_config(
         get_spec(model),
         derived_keys=task_for_model(model).derived_keys,
+        task_settings=task_for_model(model).settings,
         config_file=config_file,
         overrides=overrides,
         flags=flags,
@@ -204,6 +205,7 @@ def train(
         config = config_lib.resolve_config(
             spec,
             derived_keys=task.derived_keys,
+            task_settings=task.settings,
             config_file=config_file,
             overrides=overrides,
             flags=flags,
@@ -222,12 +224,16 @@ def train(
     keras.utils.set_random_seed(config["seed"])
     data = task.load_data(config)
     info = task.data_info(data)
-    _, hyperparameters = config_lib.split(config)
+    _, hyperparameters = config_lib.split(config, task.settings)
     strategy = make_strategy(config["strategy"])
     train_batches = task.batches(
-        data.train, config, training=True, num_examples=data.num_examples.get("train", 0)
+        data.train,
+        config,
+        info,
+        training=True,
+        num_examples=data.num_examples.get("train", 0),
     )
-    validation_batches = task.batches(data.validation, config, training=False)
+    validation_batches = task.batches(data.validation, config, info, training=False)
     steps_per_epoch = math.ceil(max(1, data.num_examples.get("train", 0)) / config["batch_size"])
     with strategy.scope():
         try:
@@ -280,7 +286,7 @@ def train(
     net.save(os.path.join(run_dir, MODEL_FILE))
 
     echo("Evaluating on the held-out split...")
-    metrics = task.evaluate(lambda x: net(x, training=False), data, info, config)
+    metrics = task.evaluate(task.model_predictor(net), data, info, config)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = config["epochs"]
     write_json(os.path.join(run_dir, METRICS_FILE), metrics)

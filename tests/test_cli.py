@@ -49,9 +49,12 @@ def test_every_command_has_help_with_an_example(command):
 def test_models_and_datasets():
     proc = run_cli("models")
     assert proc.returncode == 0
-    assert proc.stdout.startswith("cnn") and "image_classification" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["captioner", "captioning"]
+    assert lines[1].split()[:2] == ["cnn", "image_classification"]
     proc = run_cli("datasets")
     assert proc.returncode == 0 and "shapes" in proc.stdout and "mnist" in proc.stdout
+    assert "shapes_captions" in proc.stdout and "coco_captions" in proc.stdout
 
 
 def assert_one_line_error(proc, *fragments):

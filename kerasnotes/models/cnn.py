@@ -129,51 +129,17 @@ def cnn(
     >>> model.output_shape
     (None, 6)
     """
-    if not isinstance(filters, (list, tuple)) or not filters:
-        raise ValueError(f"Invalid filters {filters!r}: expected a non-empty list.")
-    _positive_ints("filters", list(filters))
-    num_blocks = len(filters)
-    kernel_sizes = _per_block("kernel_size", kernel_size, num_blocks)
-    strides = _per_block("strides", strides, num_blocks)
-    dilations = _per_block("dilation_rate", dilation_rate, num_blocks)
-    paddings = _per_block("padding", padding, num_blocks)
-    poolings = _per_block("pooling", pooling, num_blocks)
-    _positive_ints("kernel_size", kernel_sizes)
-    _positive_ints("strides", strides)
-    _positive_ints("dilation_rate", dilations)
-    _positive_ints("convs_per_block", [convs_per_block])
-    _positive_ints("pool_size", [pool_size])
     _positive_ints("num_classes", [num_classes])
-    for p in paddings:
-        if p not in ("same", "valid"):
-            raise ValueError(f"Invalid padding {p!r}: expected 'same' or 'valid'.")
-        if residual and p != "same":
-            raise ValueError("Residual blocks need padding 'same'.")
-    for p in poolings:
-        if p not in POOLINGS:
-            raise ValueError(f"Invalid pooling {p!r}: expected one of {POOLINGS}.")
     if global_pooling not in GLOBAL_POOLINGS:
         raise ValueError(
             f"Invalid global_pooling {global_pooling!r}: expected one of {GLOBAL_POOLINGS}."
         )
-    for rate_name, rate in (("dropout", dropout), ("block_dropout", block_dropout)):
-        if not 0 <= rate < 1:
-            raise ValueError(f"Invalid {rate_name} {rate!r}: must be in [0, 1).")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"Invalid dropout {dropout!r}: must be in [0, 1).")
     if len(input_shape) != 3:
         raise ValueError(f"Invalid input_shape {input_shape!r}: expected 3 dimensions.")
-    if data_format == "channels_first":
-        height, width = input_shape[1], input_shape[2]
-    else:
-        height, width = input_shape[0], input_shape[1]
 
     kernel_regularizer = _regularizer(kernel_l1, kernel_l2)
-    activity_regularizer = _regularizer(activity_l1, activity_l2)
-    conv_kwargs = dict(
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        kernel_regularizer=kernel_regularizer,
-    )
-
     inputs = keras.Input(tuple(input_shape), name="images")
     x = to_channels_last(inputs, data_format)  # (batch, height, width, channels)
     x = layers.Rescaling(rescale, name="rescale")(x)
@@ -189,6 +155,105 @@ def cnn(
             trainable=trainable_classic_filters,
             name="classic_filters",
         )(x)
+
+    x = conv_blocks(
+        x,
+        filters=filters,
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        dilation_rate=dilation_rate,
+        convs_per_block=convs_per_block,
+        pooling=pooling,
+        pool_size=pool_size,
+        batch_norm=batch_norm,
+        batch_norm_momentum=batch_norm_momentum,
+        residual=residual,
+        block_dropout=block_dropout,
+        kernel_l1=kernel_l1,
+        kernel_l2=kernel_l2,
+        activity_l1=activity_l1,
+        activity_l2=activity_l2,
+    )
+    if global_pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    elif global_pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="global_pool")(x)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+    if dense_units:
+        x = layers.Dense(
+            dense_units, activation="relu", kernel_regularizer=kernel_regularizer, name="dense"
+        )(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def conv_blocks(
+    x,
+    *,
+    filters=(32, 64, 128),
+    kernel_size=3,
+    strides=1,
+    padding="same",
+    dilation_rate=1,
+    convs_per_block=1,
+    pooling="max",
+    pool_size=2,
+    batch_norm=True,
+    batch_norm_momentum=0.9,
+    residual=False,
+    block_dropout=0.0,
+    kernel_l1=0.0,
+    kernel_l2=0.0,
+    activity_l1=0.0,
+    activity_l2=0.0,
+):
+    """The convolution blocks of the CNN family, applied to a channels_last tensor.
+
+    Shared by the `cnn` classifier and the image encoders of the captioner and VQA
+    models. The arguments are those of `cnn`; layers are named `block1_conv1`, ...
+
+    Args:
+        x: a Keras tensor `(batch, height, width, channels)`.
+
+    Returns:
+        The last feature map, `(batch, height', width', filters[-1])`.
+    """
+    if not isinstance(filters, (list, tuple)) or not filters:
+        raise ValueError(f"Invalid filters {filters!r}: expected a non-empty list.")
+    _positive_ints("filters", list(filters))
+    num_blocks = len(filters)
+    kernel_sizes = _per_block("kernel_size", kernel_size, num_blocks)
+    strides = _per_block("strides", strides, num_blocks)
+    dilations = _per_block("dilation_rate", dilation_rate, num_blocks)
+    paddings = _per_block("padding", padding, num_blocks)
+    poolings = _per_block("pooling", pooling, num_blocks)
+    _positive_ints("kernel_size", kernel_sizes)
+    _positive_ints("strides", strides)
+    _positive_ints("dilation_rate", dilations)
+    _positive_ints("convs_per_block", [convs_per_block])
+    _positive_ints("pool_size", [pool_size])
+    for p in paddings:
+        if p not in ("same", "valid"):
+            raise ValueError(f"Invalid padding {p!r}: expected 'same' or 'valid'.")
+        if residual and p != "same":
+            raise ValueError("Residual blocks need padding 'same'.")
+    for p in poolings:
+        if p not in POOLINGS:
+            raise ValueError(f"Invalid pooling {p!r}: expected one of {POOLINGS}.")
+    if not 0 <= block_dropout < 1:
+        raise ValueError(f"Invalid block_dropout {block_dropout!r}: must be in [0, 1).")
+    height, width = x.shape[1], x.shape[2]
+    kernel_regularizer = _regularizer(kernel_l1, kernel_l2)
+    activity_regularizer = _regularizer(activity_l1, activity_l2)
+    conv_kwargs = dict(
+        use_bias=not batch_norm,
+        kernel_initializer="he_normal",
+        kernel_regularizer=kernel_regularizer,
+    )
 
     for block in range(num_blocks):
         prefix = f"block{block + 1}"
@@ -261,17 +326,4 @@ def cnn(
         if block_dropout:
             x = layers.Dropout(block_dropout, name=f"{prefix}_dropout")(x)
 
-    if global_pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    elif global_pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="global_pool")(x)
-    else:
-        x = layers.Flatten(name="flatten")(x)
-    if dense_units:
-        x = layers.Dense(
-            dense_units, activation="relu", kernel_regularizer=kernel_regularizer, name="dense"
-        )(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return x

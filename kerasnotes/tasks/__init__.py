@@ -14,7 +14,10 @@ import importlib
 from kerasnotes.errors import UsageError
 
 # Task name -> module defining `TASK`.
-_TASK_MODULES = {"image_classification": "kerasnotes.tasks.image_classification"}
+_TASK_MODULES = {
+    "captioning": "kerasnotes.tasks.captioning",
+    "image_classification": "kerasnotes.tasks.image_classification",
+}
 
 
 def task_names() -> list[str]:

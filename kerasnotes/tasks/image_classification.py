@@ -21,12 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import images as image_data
-from kerasnotes.errors import DataError
+from kerasnotes.errors import DataError, UsageError
 
 
 class ImageClassification:
     name = "image_classification"
     derived_keys = ("input_shape", "num_classes")
+    settings: dict = {}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
 
     def datasets_help(self) -> list[str]:
@@ -59,7 +60,9 @@ class ImageClassification:
             "num_classes": len(info["class_names"]),
         }
 
-    def batches(self, split: tf.data.Dataset, config, *, training: bool, num_examples=0):
+    def batches(
+        self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
+    ):
         """Batched `(images, labels)`: float pixels in the model's channel order."""
         data_format = config["data_format"]
         ds = split.cache()
@@ -88,12 +91,20 @@ class ImageClassification:
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
 
+    def model_predictor(self, model):
+        """What `evaluate` measures for a Keras model: images to class probabilities."""
+        return lambda images: model(images, training=False)
+
+    def export_predictor(self, signatures):
+        """What `evaluate` measures for a loaded export: its `serving_images` scores."""
+        return lambda images: signatures["serving_images"](images=images)["scores"]
+
     def evaluate(self, predict_scores, data, info: dict, config) -> dict:
         """Held-out accuracy, loss and per-class accuracy.
 
-        `predict_scores` maps a batch of images (model order) to class probabilities;
-        it is the Keras model for a run and the `serving_images` signature for an
-        export, so both are measured the same way.
+        `predict_scores` maps a batch of images (model order) to class probabilities:
+        `model_predictor` for a run, `export_predictor` for an export, so both are
+        measured the same way.
         """
         labels, scores = [], []
         for images, batch_labels in self.batches(data.test, config, training=False):
@@ -210,6 +221,10 @@ class ImageClassification:
 
     def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
         """Label image files with an export; one result dict per file."""
+        if options:
+            raise UsageError(
+                f"{', '.join(sorted(options))} does not apply to image classification exports."
+            )
         serve = signatures["serving_default"]
         results = []
         for path in inputs:

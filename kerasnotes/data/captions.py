@@ -1,0 +1,291 @@
+"""Captioning data: the embedded `shapes_captions`, COCO caption JSON and tfds `coco_captions`.
+
+Every source comes back as a `CaptionData`: unbatched `tf.data` splits of
+`(uint8 image (height, width, 3), captions string[num_captions])`, one element per
+image with all of its reference captions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from kerasnotes.data.images import resize
+from kerasnotes.errors import DataError
+
+DEFAULT_IMAGE_SIZE = 64  # For COCO data; the embedded scenes keep their own size.
+EMBEDDED = ("shapes_captions", "shapes_captions/small")
+TFDS_NAMES = ("coco_captions",)
+# tfds split names of coco_captions (the Karpathy splits).
+_TFDS_SPLITS = {"train": "train", "validation": "val", "test": "test"}
+
+
+@dataclasses.dataclass
+class CaptionData:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    image_shape: tuple[int, int, int]  # (height, width, channels)
+    num_examples: dict[str, int]  # Images per split.
+    source: str
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+    def train_captions(self) -> list[str]:
+        """Every training caption (for the vocabulary and the caption length)."""
+        captions = self.train.map(lambda image, captions: captions)
+        return [c.decode("utf-8") for batch in captions.as_numpy_iterator() for c in batch]
+
+
+def load(
+    dataset: str | None,
+    *,
+    image_size=None,
+    skip_bad_records: bool = False,
+    data_dir: str | None = None,
+) -> CaptionData:
+    """Load a captioning dataset by embedded name, path or tfds name.
+
+    Args:
+        dataset: `None` or `"shapes_captions"` (embedded, default),
+            `"shapes_captions/small"`, a COCO caption JSON file (or a directory
+            holding one), or `"coco_captions"` (tfds).
+        image_size: `None` (the dataset's own size; 64 for COCO data), an int or
+            `[height, width]`.
+        skip_bad_records: skip (and count) missing or unreadable images of a COCO
+            JSON file instead of failing.
+        data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+    """
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    size = tuple(image_size) if image_size else None
+    dataset = dataset or "shapes_captions"
+    if dataset in EMBEDDED:
+        return _embedded(dataset, size, data_dir)
+    if os.path.exists(dataset):
+        return _from_coco_json(
+            _annotations_file(dataset), size or (DEFAULT_IMAGE_SIZE,) * 2, skip_bad_records
+        )
+    if os.sep in dataset or dataset.startswith((".", "~")) or dataset.endswith(".json"):
+        raise DataError(
+            f"Dataset path {dataset!r} does not exist; expected a COCO caption JSON file "
+            f"(or a directory holding one), an embedded dataset ({', '.join(EMBEDDED)}) "
+            f"or a tfds name ({', '.join(TFDS_NAMES)})."
+        )
+    if dataset not in TFDS_NAMES:
+        raise DataError(
+            f"Unknown captioning dataset {dataset!r}: expected {', '.join(EMBEDDED)}, "
+            f"{', '.join(TFDS_NAMES)} or the path of a COCO caption JSON file."
+        )
+    return _from_tfds(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir)
+
+
+def _embedded(name: str, size, data_dir) -> CaptionData:
+    from kerasnotes.data.shapes_captions import ShapesCaptions
+
+    config = "small" if name.endswith("/small") else "default"
+    builder = ShapesCaptions(config=config, data_dir=data_dir)
+    builder.download_and_prepare()
+    native = builder.builder_config.image_size
+    size = size or (native, native)
+
+    def read(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(
+            lambda ex: (_resized(ex["image"], size, (native, native)), ex["captions"]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    return CaptionData(
+        train=read("train"),
+        validation=read("validation"),
+        test=read("test"),
+        image_shape=(*size, 3),
+        num_examples={s: builder.info.splits[s].num_examples for s in _TFDS_SPLITS},
+        source=f"tfds:shapes_captions/{config}",
+    )
+
+
+def _resized(image, size, native):
+    if tuple(size) == tuple(native):
+        return image
+    return tf.cast(resize(image, size), tf.uint8)
+
+
+def _from_tfds(name: str, size, data_dir) -> CaptionData:
+    from kerasnotes.data.images import _tfds_builder
+
+    builder = _tfds_builder(name, data_dir)
+
+    def read(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(
+            lambda ex: (tf.cast(resize(ex["image"], size), tf.uint8), ex["captions"]["text"]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    def count(split):
+        try:
+            return int(builder.info.splits[split].num_examples)
+        except (KeyError, ValueError, TypeError):
+            return 0
+
+    return CaptionData(
+        **{part: read(split) for part, split in _TFDS_SPLITS.items()},
+        image_shape=(*size, 3),
+        num_examples={part: count(split) for part, split in _TFDS_SPLITS.items()},
+        source=f"tfds:{name}",
+    )
+
+
+def _annotations_file(path: str) -> str:
+    """The COCO caption JSON named by `path`: the file itself or the one in a directory."""
+    if os.path.isfile(path):
+        if not path.lower().endswith(".json"):
+            raise DataError(
+                f"Dataset file {path!r} is not a COCO caption JSON file (expected *.json)."
+            )
+        return path
+    candidates = sorted(
+        os.path.join(folder, f)
+        for folder in (path, os.path.join(path, "annotations"))
+        if os.path.isdir(folder)
+        for f in os.listdir(folder)
+        if f.lower().endswith(".json")
+    )
+    if len(candidates) != 1:
+        found = f"{len(candidates)} JSON files" if candidates else "no JSON file"
+        raise DataError(
+            f"Dataset directory {path!r} has {found}; expected exactly one COCO caption "
+            "JSON file (in it or in its annotations/ folder). Pass the JSON file itself."
+        )
+    return candidates[0]
+
+
+def _read_coco_json(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"Cannot read caption file {path!r}: {e.strerror}.") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"Caption file {path!r} is not UTF-8 text (invalid byte at offset {e.start}); "
+            "save it as UTF-8."
+        ) from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise DataError(f"Caption file {path!r} is not valid JSON: {e}.") from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and isinstance(data.get("annotations"), list)
+    ):
+        raise DataError(
+            f"Caption file {path!r} is not in COCO caption format: expected an object "
+            'with "images" ({"id", "file_name"}) and "annotations" ({"image_id", '
+            '"caption"}) lists.'
+        )
+    return data
+
+
+def _image_path(root: str, file_name: str) -> str:
+    for folder in (root, os.path.join(root, "images")):
+        candidate = os.path.join(folder, file_name)
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.join(root, file_name)
+
+
+def _from_coco_json(path: str, size, skip_bad_records: bool) -> CaptionData:
+    """Read a COCO caption file and its images into memory; split 80/10/10 by image."""
+    from keras.utils import Progbar
+
+    data = _read_coco_json(path)
+    root = os.path.dirname(os.path.abspath(path))
+    captions: dict = {}
+    for annotation in data["annotations"]:
+        try:
+            image_id, caption = annotation["image_id"], annotation["caption"]
+        except (KeyError, TypeError):
+            raise DataError(
+                f"Caption file {path!r} has an annotation without image_id and caption: "
+                f"{str(annotation)[:100]}."
+            ) from None
+        if not isinstance(caption, str) or not caption.strip():
+            raise DataError(
+                f"Caption file {path!r}: image {image_id!r} has an empty or non-text "
+                f"caption {caption!r}."
+            )
+        captions.setdefault(image_id, []).append(caption.strip())
+    entries = []
+    for image in data["images"]:
+        try:
+            entries.append((image["id"], image["file_name"]))
+        except (KeyError, TypeError):
+            raise DataError(
+                f"Caption file {path!r} has an image entry without id and file_name: "
+                f"{str(image)[:100]}."
+            ) from None
+    entries = [(i, f) for i, f in entries if i in captions]
+    if len(entries) < 3:
+        raise DataError(
+            f"Caption file {path!r} has {len(entries)} captioned images; need at least 3 "
+            "(train, validation and test)."
+        )
+
+    images, references, skipped = [], [], []
+    progress = Progbar(len(entries), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
+    for n, (image_id, file_name) in enumerate(entries):
+        file = _image_path(root, file_name)
+        try:
+            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+            images.append(tf.cast(resize(image, size), tf.uint8).numpy())
+            references.append(captions[image_id])
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            if not skip_bad_records:
+                reason = "missing" if isinstance(e, tf.errors.NotFoundError) else "corrupt"
+                raise DataError(
+                    f"Image {file!r} of caption file {path!r} is {reason} or unreadable. "
+                    "Fix it, or set skip_bad_records=true to skip such images (they are "
+                    "counted)."
+                ) from None
+            skipped.append(file)
+        progress.update(n + 1)
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]!r}.", file=sys.stderr)
+    if len(images) < 3:
+        raise DataError(f"Caption file {path!r} has fewer than 3 readable images.")
+
+    order = np.random.default_rng(0).permutation(len(images))
+    num_held_out = max(1, len(order) // 10)
+    parts = {
+        "test": order[:num_held_out],
+        "validation": order[num_held_out : 2 * num_held_out],
+        "train": order[2 * num_held_out :],
+    }
+    images_array = np.stack(images)
+
+    most = max(len(r) for r in references)
+    padded = np.array([r + [""] * (most - len(r)) for r in references], dtype=object)
+
+    def part(indices):
+        ds = tf.data.Dataset.from_tensor_slices((images_array[indices], padded[indices]))
+        return ds.map(lambda image, captions: (image, tf.boolean_mask(captions, captions != "")))
+
+    return CaptionData(
+        train=part(parts["train"]),
+        validation=part(parts["validation"]),
+        test=part(parts["test"]),
+        image_shape=(*size, 3),
+        num_examples={k: len(v) for k, v in parts.items()},
+        source=f"coco-json:{os.path.abspath(path)}",
+        skipped=skipped,
+    )

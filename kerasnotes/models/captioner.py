@@ -1,0 +1,464 @@
+"""`captioner`: a CNN encoder and a recurrent decoder with attention over image regions.
+
+The image caption generator of the notes ("an RNN with attention over the image"):
+
+1. the encoder turns an image into a grid of region features, `(batch, regions, units)`
+   (the CNN family's convolution blocks, or a `keras.applications` backbone);
+2. the decoder, word embeddings and a stack of GRU or LSTM layers started from the
+   mean of the regions, reads the caption so far;
+3. at every step, additive (Bahdanau) attention scores each region against the
+   decoder's state, and the next word is predicted from the state and the attended
+   context (the state-then-attend arrangement of Luong et al., 2015, which lets
+   training run the recurrent layers over whole sequences).
+
+Training is plain `fit()` with teacher forcing: inputs `{"images", "token_ids"}`, the
+shifted tokens as targets and the padding mask as sample weights.
+
+Decoding (`generate`) is batched beam search in the graph (`tf.while_loop`), with
+length normalisation; beam width 1 is greedy decoding. `evaluate`, `predict` and the
+SavedModel all call it. The vocabulary lives in the model's `TextVectorization`
+layer and its config, so `model.keras` carries it.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from kerasnotes.layers import (
+    BahdanauAttention,
+    PositionEmbedding,
+    check_data_format,
+    to_channels_last,
+)
+from kerasnotes.models.cnn import conv_blocks
+from kerasnotes.registry import register_model
+
+RNN_TYPES = ("gru", "lstm")
+# keras.applications backbones: constructor and the rescaling of 0-255 pixels they expect.
+BACKBONES = {
+    "mobilenet_v2": ("MobileNetV2", 1 / 127.5, -1.0),
+    "resnet50_v2": ("ResNet50V2", 1 / 127.5, -1.0),
+    "efficientnet_b0": ("EfficientNetB0", 1.0, 0.0),
+}
+ENCODERS = ("cnn", *BACKBONES)
+# Reserved tokens: TextVectorization's padding and out-of-vocabulary tokens, then
+# sentence boundaries that its standardization can never produce from text.
+PAD, UNKNOWN, START, END = "", "[UNK]", "[start]", "[end]"
+RESERVED = (PAD, UNKNOWN, START, END)
+START_ID, END_ID = RESERVED.index(START), RESERVED.index(END)
+
+
+def build_encoder(
+    image_shape,
+    data_format: str,
+    units: int,
+    *,
+    encoder: str = "cnn",
+    encoder_weights: str | None = None,
+    cnn_options: dict | None = None,
+    name: str = "encoder",
+) -> keras.Model:
+    """An image encoder yielding region features `(batch, regions, units)`.
+
+    Shared by the captioner and VQA. `encoder` is `"cnn"` (the CNN family's blocks,
+    configured by `cnn_options`, see `kerasnotes.models.cnn.conv_blocks`) or a
+    `keras.applications` backbone from `BACKBONES` with `encoder_weights`
+    (`"imagenet"` or `None`).
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"Invalid encoder {encoder!r}: expected one of {', '.join(ENCODERS)}.")
+    inputs = keras.Input(tuple(image_shape), name="images")
+    x = to_channels_last(inputs, data_format)  # (batch, height, width, channels)
+    if encoder == "cnn":
+        x = layers.Rescaling(1 / 255, name="rescale")(x)
+        x = conv_blocks(x, **(cnn_options or {}))
+    else:
+        constructor, scale, offset = BACKBONES[encoder]
+        x = layers.Rescaling(scale, offset, name="rescale")(x)
+        backbone = getattr(keras.applications, constructor)(
+            include_top=False, weights=encoder_weights, input_shape=tuple(x.shape[1:])
+        )
+        x = backbone(x)
+    height, width, channels = x.shape[1:]
+    x = layers.Reshape((height * width, channels), name="regions")(x)
+    x = layers.Dense(units, activation="relu", name="region_features")(x)
+    x = PositionEmbedding(name="region_positions")(x)  # Where each region is.
+    return keras.Model(inputs, x, name=name)
+
+
+def make_tokenizer(vocabulary) -> layers.TextVectorization:
+    """The word tokenizer for `vocabulary` (lower case, punctuation stripped)."""
+    return layers.TextVectorization(vocabulary=list(vocabulary), ragged=True, name="tokenizer")
+
+
+def tokenize(tokenizer, captions, max_length: int):
+    """Captions `(n,)` to ids `(n, max_length + 2)`: `[start]`, words, `[end]`, padding.
+
+    Captions longer than `max_length` words are cut to it (and still end with `[end]`).
+    """
+    words = tokenizer(captions)[:, :max_length]  # Ragged (n, None).
+    column = tf.ones([words.nrows(), 1], words.dtype)
+    ids = tf.concat([column * START_ID, words, column * END_ID], 1)
+    return ids.to_tensor(0, shape=[None, max_length + 2])
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class Captioner(keras.Model):
+    """Image captioner: region encoder, recurrent decoder, additive attention.
+
+    Args:
+        vocabulary: the tokens, starting with `RESERVED` ("", "[UNK]", "[start]",
+            "[end]").
+        max_length: the longest caption in words (tokenization truncates to it;
+            decoding stops after it).
+        image_shape: image shape in `data_format` order.
+        data_format: `"channels_last"` or `"channels_first"`.
+        encoder, encoder_weights, encoder_filters, encoder_batch_norm: the image
+            encoder (see `build_encoder`).
+        embedding_dim: width of the word embeddings.
+        units: width of the region features and of every recurrent layer.
+        rnn: `"gru"` or `"lstm"`.
+        num_layers: recurrent layers in the decoder.
+        attention_units: width of the attention's scoring layer.
+        dropout: dropout before the word classifier.
+        beam_width: default beam width of `generate` (1 is greedy).
+        length_penalty: exponent `alpha` of the length normalisation
+            `((5 + length) / 6) ** alpha` of beam scores (0 for none).
+
+    Call arguments:
+        inputs: `{"images": (batch, H, W, C) or (batch, C, H, W), "token_ids":
+            (batch, time)}`: float pixels 0-255 and `[start] words` ids.
+
+    Returns:
+        Next-token logits, `(batch, time, vocabulary_size)`.
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        max_length=20,
+        image_shape=(48, 48, 3),
+        data_format="channels_last",
+        encoder="cnn",
+        encoder_weights=None,
+        encoder_filters=(16, 32, 64),
+        encoder_batch_norm=True,
+        embedding_dim=64,
+        units=256,
+        rnn="gru",
+        num_layers=1,
+        attention_units=128,
+        dropout=0.0,
+        beam_width=3,
+        length_penalty=0.6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        vocabulary = [str(token) for token in vocabulary]
+        if tuple(vocabulary[: len(RESERVED)]) != RESERVED or len(vocabulary) <= len(RESERVED):
+            raise ValueError(
+                f"Invalid vocabulary starting {vocabulary[:5]!r}: expected the reserved "
+                f"tokens {list(RESERVED)!r} followed by at least one word."
+            )
+        for name, value in (
+            ("max_length", max_length),
+            ("embedding_dim", embedding_dim),
+            ("units", units),
+            ("num_layers", num_layers),
+            ("attention_units", attention_units),
+            ("beam_width", beam_width),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Invalid {name} {value!r}: must be a positive integer.")
+        if rnn not in RNN_TYPES:
+            raise ValueError(f"Invalid rnn {rnn!r}: expected one of {', '.join(RNN_TYPES)}.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"Invalid dropout {dropout!r}: must be in [0, 1).")
+        if length_penalty < 0:
+            raise ValueError(f"Invalid length_penalty {length_penalty!r}: must be >= 0.")
+        check_data_format(data_format)
+        self.vocabulary = vocabulary
+        self.max_length = max_length
+        self.image_shape = tuple(image_shape)
+        self.data_format = data_format
+        self.encoder_name = encoder
+        self.encoder_weights = encoder_weights
+        self.encoder_filters = list(encoder_filters)
+        self.encoder_batch_norm = encoder_batch_norm
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.rnn = rnn
+        self.num_layers = num_layers
+        self.attention_units = attention_units
+        self.dropout = dropout
+        self.beam_width = beam_width
+        self.length_penalty = length_penalty
+
+        self.tokenizer = make_tokenizer(vocabulary)
+        self.encoder = build_encoder(
+            self.image_shape,
+            data_format,
+            units,
+            encoder=encoder,
+            encoder_weights=encoder_weights,
+            cnn_options={"filters": self.encoder_filters, "batch_norm": encoder_batch_norm},
+        )
+        rnn_layer = layers.GRU if rnn == "gru" else layers.LSTM
+        self.num_states = 1 if rnn == "gru" else 2
+        self.initial_state_layers = [
+            layers.Dense(units * self.num_states, activation="tanh", name=f"initial_state{i + 1}")
+            for i in range(num_layers)
+        ]
+        self.embedding = layers.Embedding(len(vocabulary), embedding_dim, name="embedding")
+        self.rnn_layers = [
+            rnn_layer(units, return_sequences=True, return_state=True, name=f"{rnn}{i + 1}")
+            for i in range(num_layers)
+        ]
+        self.attention = BahdanauAttention(attention_units, name="attention")
+        self.dropout_layer = layers.Dropout(dropout, name="dropout")
+        self.classifier = layers.Dense(len(vocabulary), name="next_token")
+        self.build()
+
+    # Pieces shared by training and decoding ------------------------------------------
+
+    def initial_states(self, features):
+        """Per recurrent layer, its initial states from the mean region feature."""
+        mean = ops.mean(features, axis=1)
+        return [
+            list(ops.split(dense(mean), self.num_states, axis=-1))
+            for dense in self.initial_state_layers
+        ]
+
+    def tokenize(self, captions):
+        """Captions (string tensor `(n,)`) to `[start] words [end]` ids `(n, max_length + 2)`."""
+        return tokenize(self.tokenizer, captions, self.max_length)
+
+    def build(self, input_shape=None):
+        # Every layer's shapes follow from the constructor arguments, so the model is
+        # built on construction (and `load_model` finds every variable).
+        regions = self.encoder.output_shape[1]
+        for dense in self.initial_state_layers:
+            dense.build((None, self.units))
+        self.embedding.build((None, None))
+        width = self.embedding_dim
+        for rnn_layer in self.rnn_layers:
+            rnn_layer.build((None, None, width))
+            width = self.units
+        self.attention.build((None, None, self.units), (None, regions, self.units))
+        self.classifier.build((None, None, 2 * self.units))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        images, token_ids = inputs["images"], inputs["token_ids"]
+        features = self.encoder(images, training=training)  # (batch, regions, units)
+        states = self.initial_states(features)
+        x = self.embedding(token_ids)  # (batch, time, embedding_dim)
+        for rnn_layer, initial in zip(self.rnn_layers, states, strict=True):
+            x, *_ = rnn_layer(x, initial_state=initial, training=training)
+        context, _ = self.attention(x, features)  # (batch, time, units)
+        x = self.dropout_layer(ops.concatenate([x, context], axis=-1), training=training)
+        return self.classifier(x)  # (batch, time, vocabulary)
+
+    # Decoding ---------------------------------------------------------------------------
+
+    def _step(self, tokens, states, features, projected):
+        """One decoding step for `tokens` (n,): logits, attention weights, new states."""
+        x = self.embedding(tokens)  # (n, embedding_dim)
+        new_states = []
+        for rnn_layer, layer_states in zip(self.rnn_layers, states, strict=True):
+            x, layer_states = rnn_layer.cell(x, layer_states)
+            new_states.append(list(layer_states))
+        context, weights = self.attention(ops.expand_dims(x, 1), features, projected)
+        logits = self.classifier(ops.concatenate([x, context[:, 0]], axis=-1))
+        return logits, weights[:, 0], new_states
+
+    def generate(self, images, beam_width=None, length_penalty=None, max_length=None):
+        """Batched beam search in the graph; beam width 1 is greedy decoding.
+
+        Args:
+            images: `(batch, H, W, C)` or `(batch, C, H, W)` float pixels, 0-255.
+            beam_width, length_penalty: default to the model's settings.
+            max_length: most words per caption (default the model's `max_length`).
+
+        Returns:
+            A dict: `token_ids` `(batch, steps)` (words, then `[end]` and padding),
+            `lengths` `(batch,)` (words before `[end]`), `attention`
+            `(batch, steps, regions)` (the weights behind each word) and `scores`
+            `(batch,)` (length-normalised log-probabilities).
+        """
+        beam = int(beam_width or self.beam_width)
+        alpha = float(self.length_penalty if length_penalty is None else length_penalty)
+        steps = int(max_length or self.max_length) + 1  # Words and the end token.
+        vocabulary_size = len(self.vocabulary)
+        features = self.encoder(images, training=False)
+        batch, regions = tf.shape(features)[0], tf.shape(features)[1]
+        states = self.initial_states(features)
+        # Every image's beams side by side: (batch * beam, ...).
+        features = tf.repeat(features, beam, axis=0)
+        projected = self.attention.project_values(features)
+        states = tf.nest.map_structure(lambda s: tf.repeat(s, beam, axis=0), states)
+        flat = batch * beam
+        negative = tf.constant(-1e9, features.dtype)
+        # Live beams never emit padding, unknown or start tokens; finished beams only
+        # emit padding, at no cost, so their scores stay as they ended.
+        banned = tf.one_hot([0, 1, START_ID], vocabulary_size, dtype=features.dtype)
+        live_mask = tf.reduce_sum(banned, axis=0) * negative
+        finished_row = (1.0 - tf.one_hot(0, vocabulary_size, dtype=features.dtype)) * negative
+        scores = tf.tile(tf.concat([[0.0], tf.fill([beam - 1], negative)], 0), [batch])
+        tokens = tf.fill([flat], tf.constant(START_ID, tf.int64))
+        finished = tf.zeros([flat], tf.bool)
+        lengths = tf.zeros([flat], tf.int32)
+        history = tf.zeros([flat, 0], tf.int64)
+        attention = tf.zeros([flat, 0, regions], features.dtype)
+        offsets = tf.reshape(tf.range(batch) * beam, [-1, 1])
+
+        def body(t, tokens, states, scores, finished, lengths, history, attention):
+            logits, weights, states = self._step(tokens, states, features, projected)
+            log_probs = tf.nn.log_softmax(tf.cast(logits, features.dtype)) + live_mask
+            log_probs = tf.where(finished[:, None], finished_row, log_probs)
+            total = tf.reshape(scores[:, None] + log_probs, [batch, beam * vocabulary_size])
+            top_scores, top = tf.math.top_k(total, k=beam)  # (batch, beam)
+            origin = tf.reshape(top // vocabulary_size + offsets, [-1])
+            words = tf.cast(tf.reshape(top % vocabulary_size, [-1]), tf.int64)
+            states = tf.nest.map_structure(lambda s: tf.gather(s, origin), states)
+            was_finished = tf.gather(finished, origin)
+            history = tf.concat([tf.gather(history, origin), words[:, None]], axis=1)
+            attention = tf.concat(
+                [tf.gather(attention, origin), tf.gather(weights, origin)[:, None]], axis=1
+            )
+            lengths = tf.gather(lengths, origin) + tf.cast(
+                ~was_finished & (words != END_ID), tf.int32
+            )
+            finished = was_finished | (words == END_ID)
+            scores = tf.reshape(top_scores, [-1])
+            return t + 1, words, states, scores, finished, lengths, history, attention
+
+        def cond(t, tokens, states, scores, finished, lengths, history, attention):
+            return (t < steps) & ~tf.reduce_all(finished)
+
+        loop_vars = (tf.constant(0), tokens, states, scores, finished, lengths, history, attention)
+        invariants = tf.nest.map_structure(lambda v: tf.TensorShape(v.shape), loop_vars)
+        invariants = (
+            *invariants[:6],
+            tf.TensorShape([None, None]),
+            tf.TensorShape([None, None, None]),
+        )
+        _, _, _, scores, finished, lengths, history, attention = tf.while_loop(
+            cond, body, loop_vars, shape_invariants=invariants
+        )
+        # Choose each image's best beam by its length-normalised score.
+        generated = lengths + tf.cast(finished, tf.int32)  # Tokens, counting [end].
+        penalty = tf.pow((5.0 + tf.cast(generated, features.dtype)) / 6.0, alpha)
+        normalised = tf.reshape(scores / penalty, [batch, beam])
+        best = tf.reshape(tf.argmax(normalised, axis=-1, output_type=tf.int32), [-1, 1])
+        chosen = tf.reshape(best + offsets, [-1])
+        return {
+            "token_ids": tf.gather(history, chosen),
+            "lengths": tf.gather(lengths, chosen),
+            "attention": tf.gather(attention, chosen),
+            "scores": tf.reduce_max(normalised, axis=-1),
+        }
+
+    def detokenize(self, token_ids, lengths):
+        """Caption strings `(batch,)` from `generate`'s token ids and lengths."""
+        words = tf.gather(tf.constant(self.vocabulary), token_ids)
+        words = tf.RaggedTensor.from_tensor(words, lengths=lengths)
+        return tf.strings.reduce_join(words, axis=-1, separator=" ")
+
+    def caption(self, images, beam_width=None, length_penalty=None):
+        """Caption strings for a batch of images (float pixels, 0-255)."""
+        out = self.generate(images, beam_width=beam_width, length_penalty=length_penalty)
+        return self.detokenize(out["token_ids"], out["lengths"])
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "vocabulary": self.vocabulary,
+            "max_length": self.max_length,
+            "image_shape": list(self.image_shape),
+            "data_format": self.data_format,
+            "encoder": self.encoder_name,
+            "encoder_weights": self.encoder_weights,
+            "encoder_filters": self.encoder_filters,
+            "encoder_batch_norm": self.encoder_batch_norm,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "rnn": self.rnn,
+            "num_layers": self.num_layers,
+            "attention_units": self.attention_units,
+            "dropout": self.dropout,
+            "beam_width": self.beam_width,
+            "length_penalty": self.length_penalty,
+        }
+        return {**base_config, **config}
+
+
+@register_model(
+    "captioner",
+    task="captioning",
+    training_defaults={"epochs": 8, "batch_size": 32, "learning_rate": 3e-3},
+)
+def captioner(
+    vocabulary=(*RESERVED, "a"),
+    max_length=20,
+    input_shape=(48, 48, 3),
+    data_format="channels_last",
+    encoder="cnn",
+    encoder_weights="imagenet",
+    encoder_filters=(16, 32, 64),
+    encoder_batch_norm=True,
+    embedding_dim=64,
+    units=256,
+    rnn="gru",
+    num_layers=1,
+    attention_units=128,
+    dropout=0.0,
+    beam_width=3,
+    length_penalty=0.6,
+    name="captioner",
+):
+    """CNN encoder + GRU/LSTM decoder with additive attention over image regions.
+
+    Args:
+        vocabulary: tokens, starting with `RESERVED` (set from the data by
+            `kerasnotes train`).
+        max_length: longest caption in words (set from the data).
+        input_shape: image shape in `data_format` order (set from the data).
+        data_format: `"channels_last"` or `"channels_first"`: the layout of the input.
+        encoder: `"cnn"` (the CNN family's blocks) or a `keras.applications` backbone:
+            `"mobilenet_v2"`, `"resnet50_v2"`, `"efficientnet_b0"`.
+        encoder_weights: `"imagenet"` or `None`, for a backbone (ignored by `"cnn"`).
+        encoder_filters: filters of each block of the `"cnn"` encoder.
+        encoder_batch_norm: batch normalization in the `"cnn"` encoder.
+        embedding_dim, units, rnn, num_layers, attention_units, dropout, beam_width,
+            length_penalty: see `Captioner`.
+        name: the model's name.
+
+    Example:
+
+    >>> model = captioner(vocabulary=["", "[UNK]", "[start]", "[end]", "a", "red",
+    ...                   "circle"], max_length=4)
+    >>> model.caption(np.zeros((2, 48, 48, 3))).shape
+    TensorShape([2])
+    """
+    return Captioner(
+        vocabulary=list(vocabulary),
+        max_length=max_length,
+        image_shape=tuple(input_shape),
+        data_format=data_format,
+        encoder=encoder,
+        encoder_weights=encoder_weights if encoder != "cnn" else None,
+        encoder_filters=encoder_filters,
+        encoder_batch_norm=encoder_batch_norm,
+        embedding_dim=embedding_dim,
+        units=units,
+        rnn=rnn,
+        num_layers=num_layers,
+        attention_units=attention_units,
+        dropout=dropout,
+        beam_width=beam_width,
+        length_penalty=length_penalty,
+        name=name,
+    )

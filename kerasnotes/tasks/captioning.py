@@ -1,0 +1,356 @@
+"""Image captioning: images in, caption strings out.
+
+Data: `(uint8 image, captions string[n])` per image from `kerasnotes.data.captions`.
+The vocabulary is built from the training captions with a Keras `TextVectorization`
+layer (lower case, punctuation stripped; the `vocabulary_size` most frequent words,
+others become `[UNK]`). Builders receive `input_shape`, `vocabulary` and `max_length`
+and return a model with `call({"images", "token_ids"})` (next-token logits for teacher
+forcing) and `generate(images, beam_width)` (in-graph decoding), such as
+`kerasnotes.models.captioner.Captioner`.
+
+Training feeds `(x, y, sample_weight)` to plain `fit()`: one of each image's captions,
+drawn afresh every epoch, as `[start] words` inputs, `words [end]` targets and the
+padding mask as weights.
+
+Evaluation: corpus BLEU-1..4 against all reference captions and CIDEr-D, computed by
+`pycocoevalcap` (the COCO caption evaluation code), for beam search and greedy decoding.
+
+Export contract:
+
+| signature | inputs | outputs |
+| --- | --- | --- |
+| `serving_default` | `image_bytes` string[batch] (JPEG, PNG, GIF, BMP) | `caption` string[batch] (beam search) |
+| `serving_greedy` | `image_bytes` string[batch] | `caption` string[batch] (greedy decoding) |
+| `serving_images` | `images` float32[batch, H, W, C] or [batch, C, H, W], pixels 0-255 | `caption` string[batch] (beam search) |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasnotes.data import captions as caption_data
+from kerasnotes.data.images import resize
+from kerasnotes.errors import DataError
+from kerasnotes.tasks.image_classification import _input_shape
+
+# Keras TextVectorization's default standardization, for metrics on raw references.
+_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+MAX_CAPTION_LENGTH = 40  # Words; longer training captions are cut.
+NUM_SAMPLES = 5  # Sample captions kept in the metrics.
+NUM_ATTENTION_PLOTS = 4
+
+
+def words(text: str) -> list[str]:
+    """The words of a caption as the tokenizer sees them (lower case, no punctuation)."""
+    return _PUNCTUATION.sub("", text.lower()).split()
+
+
+def caption_scores(references: list[list[str]], captions: list[str]) -> dict:
+    """Corpus BLEU-1..4 and CIDEr-D of `captions` against all of their `references`."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [" ".join(words(r)) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [" ".join(words(c))] for i, c in enumerate(captions)}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    return {**{f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}, "cider": float(cider)}
+
+
+class Captioning:
+    name = "captioning"
+    derived_keys = ("input_shape", "vocabulary", "max_length")
+    settings = {"vocabulary_size": 10_000}
+    input_kind = "image files (JPEG, PNG, GIF, BMP)"
+
+    def datasets_help(self) -> list[str]:
+        return [
+            "shapes_captions (embedded default), shapes_captions/small (embedded, quick)",
+            "coco_captions (tfds, downloaded once)",
+            "a COCO caption JSON file (images beside it or in images/), or its directory",
+        ]
+
+    # Data ---------------------------------------------------------------------------
+
+    def load_data(self, config):
+        size = config["vocabulary_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise DataError(f"Invalid vocabulary_size {size!r}: must be a positive integer.")
+        data = caption_data.load(
+            config["dataset"],
+            image_size=config["image_size"],
+            skip_bad_records=config["skip_bad_records"],
+        )
+        data.vocabulary, data.max_length = _vocabulary(data.train_captions(), size)
+        return data
+
+    def data_info(self, data) -> dict:
+        return {
+            "vocabulary": data.vocabulary,
+            "max_length": data.max_length,
+            "image_shape": list(data.image_shape),
+            "num_examples": data.num_examples,
+            "source": data.source,
+        }
+
+    def builder_arguments(self, info: dict, config) -> dict:
+        return {
+            "input_shape": _input_shape(info["image_shape"], config["data_format"]),
+            "vocabulary": info["vocabulary"],
+            "max_length": info["max_length"],
+        }
+
+    def batches(self, split: tf.data.Dataset, config, info, *, training: bool, num_examples=0):
+        """Batched `(x, y, sample_weight)` for teacher forcing, one caption per image.
+
+        Training draws each image's caption afresh every epoch (so all of them are
+        used); validation uses each image's first caption.
+        """
+        from kerasnotes.models.captioner import make_tokenizer, tokenize
+
+        tokenizer, max_length = make_tokenizer(info["vocabulary"]), info["max_length"]
+        data_format, seed = config["data_format"], config["seed"]
+        ds = split.map(
+            lambda image, captions: (image, tokenize(tokenizer, captions, max_length)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).cache()
+        if training:
+            ds = ds.shuffle(
+                max(1, min(num_examples or 10_000, 10_000)),
+                seed=seed,
+                reshuffle_each_iteration=True,
+            )
+            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            ds = tf.data.Dataset.zip(ds, draws).map(
+                lambda example, draw: (
+                    example[0],
+                    tf.gather(example[1], draw % tf.shape(example[1], out_type=tf.int64)[0]),
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            ds = ds.map(lambda image, ids: (image, ids[0]))
+        # Full batches in training keep one traced shape.
+        full = training and num_examples >= config["batch_size"]
+        ds = ds.batch(config["batch_size"], drop_remainder=full)
+
+        def to_model(images, ids):
+            images = tf.cast(images, tf.float32)
+            if data_format == "channels_first":
+                images = tf.transpose(images, [0, 3, 1, 2])
+            targets = ids[:, 1:]
+            weights = tf.cast(targets != 0, tf.float32)
+            return {"images": images, "token_ids": ids[:, :-1]}, targets, weights
+
+        return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def test_images(self, data, config):
+        """Batches of (images in model order, [reference captions per image])."""
+        for images, captions in data.test.padded_batch(config["batch_size"]).as_numpy_iterator():
+            images = images.astype(np.float32)
+            if config["data_format"] == "channels_first":
+                images = images.transpose(0, 3, 1, 2)
+            yield images, [[c.decode("utf-8") for c in row if c] for row in captions]
+
+    # Training and evaluation -------------------------------------------------------
+
+    def compile(self, model, optimizer) -> None:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+
+    def model_predictor(self, model):
+        """Captions from a Keras captioner: `{"beam": fn, "greedy": fn}`."""
+
+        def decoder(beam_width):
+            @tf.function(reduce_retracing=True)
+            def caption(images):
+                return model.caption(images, beam_width=beam_width)
+
+            return caption
+
+        return {"beam": decoder(None), "greedy": decoder(1)}
+
+    def export_predictor(self, signatures):
+        """Captions from a loaded export's `serving_images` signature (beam search)."""
+        return {"beam": lambda images: signatures["serving_images"](images=images)["caption"]}
+
+    def evaluate(self, predictors, data, info: dict, config) -> dict:
+        """BLEU-1..4 and CIDEr on the held-out split, beam search and greedy.
+
+        `predictors` map a batch of images (model order) to caption strings:
+        `model_predictor` for a run, `export_predictor` for an export.
+        """
+        references, generated = [], {name: [] for name in predictors}
+        progress = keras.utils.Progbar(
+            data.num_examples.get("test") or None,
+            unit_name="image",
+            verbose=1 if sys.stderr.isatty() else 0,
+        )
+        for images, refs in self.test_images(data, config):
+            references += refs
+            for name, predict in predictors.items():
+                generated[name] += [c.decode("utf-8") for c in np.asarray(predict(images))]
+            progress.add(len(refs))
+        if not references:
+            raise DataError("The test split is empty: nothing to evaluate the captioner on.")
+        metrics = caption_scores(references, generated["beam"])
+        if "greedy" in generated:
+            metrics["greedy"] = caption_scores(references, generated["greedy"])
+        metrics["num_examples"] = len(references)
+        metrics["samples"] = [
+            {"caption": caption, "references": refs}
+            for caption, refs in zip(generated["beam"][:NUM_SAMPLES], references, strict=False)
+        ]
+        return metrics
+
+    def plots(self, model, data, info: dict, config, run_dir: str) -> list[str]:
+        """Where the model looked for each word, for a few held-out images."""
+        from kerasnotes import plots
+
+        images, _ = next(self.test_images(data, config))
+        images = images[:NUM_ATTENTION_PLOTS]
+        out = model.generate(tf.constant(images))
+        grid = tuple(model.encoder.get_layer("regions").input.shape[1:3])
+        paths = []
+        for i, image in enumerate(images):
+            if config["data_format"] == "channels_first":
+                image = image.transpose(1, 2, 0)
+            length = int(out["lengths"][i])
+            tokens = [info["vocabulary"][t] for t in out["token_ids"][i][:length].numpy()]
+            path = os.path.join(run_dir, f"attention_{i + 1}.png")
+            plots.attention_maps(
+                image.astype(np.uint8), tokens, out["attention"][i][:length].numpy(), grid, path
+            )
+            paths.append(path)
+        return paths
+
+    # Export -------------------------------------------------------------------------
+
+    def signatures(self, model, info: dict, config) -> dict:
+        """Serving functions and their input specs, keyed by signature name."""
+        height, width, channels = info["image_shape"]
+        data_format = config["data_format"]
+
+        def decode(image):
+            image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+            return resize(image, (height, width))
+
+        def from_bytes(image_bytes):
+            images = tf.map_fn(
+                decode,
+                image_bytes,
+                fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
+            )
+            if data_format == "channels_first":
+                images = tf.transpose(images, [0, 3, 1, 2])
+            return images
+
+        def serving_default(image_bytes):
+            return {"caption": model.caption(from_bytes(image_bytes))}
+
+        def serving_greedy(image_bytes):
+            return {"caption": model.caption(from_bytes(image_bytes), beam_width=1)}
+
+        def serving_images(images):
+            return {"caption": model.caption(images)}
+
+        bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
+        images_shape = [None, *_input_shape(info["image_shape"], data_format)]
+        return {
+            "serving_default": (serving_default, bytes_spec),
+            "serving_greedy": (serving_greedy, bytes_spec),
+            "serving_images": (
+                serving_images,
+                [tf.TensorSpec(images_shape, tf.float32, name="images")],
+            ),
+        }
+
+    def signature_contract(self, info: dict, config) -> dict:
+        """The fixed names, dtypes and shapes every export is checked against."""
+        images_shape = [None, *_input_shape(info["image_shape"], config["data_format"])]
+        outputs = {"caption": ["string", [None]]}
+        from_bytes = {"inputs": {"image_bytes": ["string", [None]]}, "outputs": outputs}
+        return {
+            "serving_default": from_bytes,
+            "serving_greedy": from_bytes,
+            "serving_images": {
+                "inputs": {"images": ["float32", images_shape]},
+                "outputs": outputs,
+            },
+        }
+
+    def export_examples(self, model, data, info: dict, config, count: int = 4) -> list[dict]:
+        """Inputs and the captions the export must give, computed by the Keras model."""
+        images = np.stack([image for image, _ in data.test.take(count).as_numpy_iterator()])
+        model_input = images.astype(np.float32)
+        if config["data_format"] == "channels_first":
+            model_input = model_input.transpose(0, 3, 1, 2)
+        beam = [c.decode() for c in model.caption(tf.constant(model_input)).numpy()]
+        greedy = [c.decode() for c in model.caption(tf.constant(model_input), 1).numpy()]
+        png = [tf.io.encode_png(image).numpy() for image in images]
+        return [
+            {
+                "signature": "serving_default",
+                "inputs": {"image_bytes": png},
+                "outputs": {"caption": beam},
+            },
+            {
+                "signature": "serving_greedy",
+                "inputs": {"image_bytes": png},
+                "outputs": {"caption": greedy},
+            },
+            {
+                "signature": "serving_images",
+                "inputs": {"images": model_input.tolist()},
+                "outputs": {"caption": beam},
+            },
+        ]
+
+    def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
+        """Caption image files with an export; one result dict per file.
+
+        Options: `greedy=True` decodes greedily instead of with beam search.
+        """
+        serve = signatures["serving_greedy" if options.get("greedy") else "serving_default"]
+        results = []
+        for path in inputs:
+            try:
+                with open(path, "rb") as f:
+                    content = f.read()
+            except OSError as e:
+                raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
+            try:
+                out = serve(image_bytes=tf.constant([content]))
+            except tf.errors.InvalidArgumentError:
+                raise DataError(
+                    f"Corrupt or unsupported image {path!r}: expected JPEG, PNG, GIF or BMP."
+                ) from None
+            results.append({"input": path, "caption": out["caption"].numpy()[0].decode()})
+        return results
+
+
+def _vocabulary(captions: list[str], size: int) -> tuple[list[str], int]:
+    """The vocabulary (reserved tokens first) and the caption length in words."""
+    from kerasnotes.models.captioner import RESERVED
+
+    if not captions:
+        raise DataError("The training split has no captions.")
+    adapter = keras.layers.TextVectorization(max_tokens=size + 2)
+    adapter.adapt(tf.data.Dataset.from_tensor_slices(captions).batch(1024))
+    learned = [w for w in adapter.get_vocabulary() if w not in RESERVED]
+    if not learned:
+        raise DataError("The training captions hold no words.")
+    longest = max(len(words(c)) for c in captions)
+    return [*RESERVED, *map(str, learned)], min(max(1, longest), MAX_CAPTION_LENGTH)
+
+
+TASK = Captioning()
