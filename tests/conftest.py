@@ -5,9 +5,11 @@ import subprocess
 import sys
 import tempfile
 
-_HOME = tempfile.mkdtemp(prefix="kerasnotes-tests-")
+# Test modules import this file again as `tests.conftest`; both share one home.
+_HOME = os.environ.get("KERASNOTES_TEST_HOME") or tempfile.mkdtemp(prefix="kerasnotes-tests-")
 os.environ.update(
     {
+        "KERASNOTES_TEST_HOME": _HOME,
         "HOME": _HOME,
         "KERAS_HOME": os.path.join(_HOME, ".keras"),
         "TFDS_DATA_DIR": os.path.join(_HOME, "tensorflow_datasets"),

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_cli
 
 import kerasnotes
 from kerasnotes.data import scenes
@@ -18,6 +17,7 @@ from kerasnotes.data.shapes_captions import describe, random_scene
 from kerasnotes.errors import DataError
 from kerasnotes.models.captioner import RESERVED, captioner
 from kerasnotes.tasks.captioning import caption_scores, words
+from tests.conftest import run_cli
 
 QUICK_CAPTIONER = [
     "dataset=shapes_captions/small",
