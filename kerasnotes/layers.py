@@ -21,6 +21,13 @@ def check_data_format(data_format: str) -> str:
     return data_format
 
 
+def check_positive_ints(name: str, values) -> None:
+    """Raise a `ValueError` naming `name` unless every value is a positive integer."""
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"Invalid {name} {v!r}: must be a positive integer.")
+
+
 def to_channels_last(inputs, data_format: str, name: str = "to_channels_last"):
     """Move channels to the last axis of an image or clip tensor when needed.
 
@@ -219,8 +226,7 @@ class BahdanauAttention(layers.Layer):
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(f"Invalid units {units!r}: must be a positive integer.")
+        check_positive_ints("units", [units])
         self.units = units
         self.query_dense = layers.Dense(units, use_bias=False, name="query")
         self.value_dense = layers.Dense(units, name="value")

@@ -34,6 +34,9 @@ class CaptionData:
     num_examples: dict[str, int]  # Images per split.
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # Set by the captioning task from the training captions.
+    vocabulary: list[str] = dataclasses.field(default_factory=list)
+    max_length: int = 0
 
     def train_captions(self) -> list[str]:
         """Every training caption (for the vocabulary and the caption length)."""
@@ -117,9 +120,9 @@ def _resized(image, size, native):
 
 
 def _from_tfds(name: str, size, data_dir) -> CaptionData:
-    from kerasnotes.data.images import _tfds_builder
+    from kerasnotes.data.images import tfds_builder
 
-    builder = _tfds_builder(name, data_dir)
+    builder = tfds_builder(name, data_dir)
 
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)

@@ -43,6 +43,51 @@ def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.round(tf.clip_by_value(image, 0.0, 255.0))
 
 
+def model_image_shape(image_shape, data_format: str) -> tuple[int, int, int]:
+    """`(height, width, channels)` in the order a model with `data_format` takes."""
+    height, width, channels = image_shape
+    if data_format == "channels_first":
+        return (channels, height, width)
+    return (height, width, channels)
+
+
+def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.Tensor:
+    """Encoded images (string `(batch,)`) to float pixels in the model's order, in the graph.
+
+    What every export's `serving_default` does with its `image_bytes` input: decode
+    (JPEG, PNG, GIF, BMP; any channel count converted) and `resize` as in training.
+    """
+    height, width, channels = image_shape
+
+    def decode(image):
+        image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+        return resize(image, (height, width))
+
+    images = tf.map_fn(
+        decode,
+        image_bytes,
+        fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
+    )
+    if data_format == "channels_first":
+        images = tf.transpose(images, [0, 3, 1, 2])
+    return images
+
+
+def serve_image_file(serve, path: str) -> dict:
+    """Run a bytes-input signature on one image file, with clear errors for bad files."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as e:
+        raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
+    try:
+        return serve(image_bytes=tf.constant([content]))
+    except tf.errors.InvalidArgumentError:
+        raise DataError(
+            f"Corrupt or unsupported image {path!r}: expected JPEG, PNG, GIF or BMP."
+        ) from None
+
+
 def _embedded(name: str):
     from kerasnotes.data.shapes import Shapes
 
@@ -92,7 +137,7 @@ def load(
             "sub-folder of images per class, an embedded dataset "
             f"({', '.join(EMBEDDED)}) or a tfds name."
         )
-    return _from_builder(_tfds_builder(dataset, data_dir), dataset, size)
+    return _from_builder(tfds_builder(dataset, data_dir), dataset, size)
 
 
 def _size_pair(image_size):
@@ -103,7 +148,8 @@ def _size_pair(image_size):
     return tuple(image_size)
 
 
-def _tfds_builder(name: str, data_dir: str | None):
+def tfds_builder(name: str, data_dir: str | None):
+    """The prepared tfds builder `name`, downloading it once; clear errors offline."""
     import tensorflow_datasets as tfds
 
     try:

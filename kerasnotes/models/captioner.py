@@ -30,6 +30,7 @@ from kerasnotes.layers import (
     BahdanauAttention,
     PositionEmbedding,
     check_data_format,
+    check_positive_ints,
     to_channels_last,
 )
 from kerasnotes.models.cnn import conv_blocks
@@ -170,8 +171,7 @@ class Captioner(keras.Model):
             ("attention_units", attention_units),
             ("beam_width", beam_width),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Invalid {name} {value!r}: must be a positive integer.")
+            check_positive_ints(name, [value])
         if rnn not in RNN_TYPES:
             raise ValueError(f"Invalid rnn {rnn!r}: expected one of {', '.join(RNN_TYPES)}.")
         if not 0 <= dropout < 1:

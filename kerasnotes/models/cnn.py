@@ -19,7 +19,13 @@ import math
 import keras
 from keras import layers
 
-from kerasnotes.layers import ClassicFilters, MinPooling2D, augmentation, to_channels_last
+from kerasnotes.layers import (
+    ClassicFilters,
+    MinPooling2D,
+    augmentation,
+    check_positive_ints,
+    to_channels_last,
+)
 from kerasnotes.registry import register_model
 
 POOLINGS = ("max", "avg", "min", "none")
@@ -35,12 +41,6 @@ def _per_block(name: str, value, num_blocks: int) -> list:
             f"({num_blocks} blocks, from filters)."
         )
     return values
-
-
-def _positive_ints(name: str, values: list) -> None:
-    for v in values:
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"Invalid {name} {v!r}: must be a positive integer.")
 
 
 def _regularizer(l1: float, l2: float):
@@ -129,7 +129,7 @@ def cnn(
     >>> model.output_shape
     (None, 6)
     """
-    _positive_ints("num_classes", [num_classes])
+    check_positive_ints("num_classes", [num_classes])
     if global_pooling not in GLOBAL_POOLINGS:
         raise ValueError(
             f"Invalid global_pooling {global_pooling!r}: expected one of {GLOBAL_POOLINGS}."
@@ -224,18 +224,18 @@ def conv_blocks(
     """
     if not isinstance(filters, (list, tuple)) or not filters:
         raise ValueError(f"Invalid filters {filters!r}: expected a non-empty list.")
-    _positive_ints("filters", list(filters))
+    check_positive_ints("filters", list(filters))
     num_blocks = len(filters)
     kernel_sizes = _per_block("kernel_size", kernel_size, num_blocks)
     strides = _per_block("strides", strides, num_blocks)
     dilations = _per_block("dilation_rate", dilation_rate, num_blocks)
     paddings = _per_block("padding", padding, num_blocks)
     poolings = _per_block("pooling", pooling, num_blocks)
-    _positive_ints("kernel_size", kernel_sizes)
-    _positive_ints("strides", strides)
-    _positive_ints("dilation_rate", dilations)
-    _positive_ints("convs_per_block", [convs_per_block])
-    _positive_ints("pool_size", [pool_size])
+    check_positive_ints("kernel_size", kernel_sizes)
+    check_positive_ints("strides", strides)
+    check_positive_ints("dilation_rate", dilations)
+    check_positive_ints("convs_per_block", [convs_per_block])
+    check_positive_ints("pool_size", [pool_size])
     for p in paddings:
         if p not in ("same", "valid"):
             raise ValueError(f"Invalid padding {p!r}: expected 'same' or 'valid'.")

@@ -35,9 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import captions as caption_data
-from kerasnotes.data.images import resize
+from kerasnotes.data.images import decode_images, model_image_shape, serve_image_file
 from kerasnotes.errors import DataError
-from kerasnotes.tasks.image_classification import _input_shape
 
 # Keras TextVectorization's default standardization, for metrics on raw references.
 _PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
@@ -101,7 +100,7 @@ class Captioning:
 
     def builder_arguments(self, info: dict, config) -> dict:
         return {
-            "input_shape": _input_shape(info["image_shape"], config["data_format"]),
+            "input_shape": model_image_shape(info["image_shape"], config["data_format"]),
             "vocabulary": info["vocabulary"],
             "max_length": info["max_length"],
         }
@@ -109,8 +108,9 @@ class Captioning:
     def batches(self, split: tf.data.Dataset, config, info, *, training: bool, num_examples=0):
         """Batched `(x, y, sample_weight)` for teacher forcing, one caption per image.
 
-        Training draws each image's caption afresh every epoch (so all of them are
-        used); validation uses each image's first caption.
+        Training rotates through each image's captions, one per epoch from a random
+        starting caption, so an image with k captions has used all of them after k
+        epochs; validation uses each image's first caption.
         """
         from kerasnotes.models.captioner import make_tokenizer, tokenize
 
@@ -119,23 +119,30 @@ class Captioning:
         ds = split.map(
             lambda image, captions: (image, tokenize(tokenizer, captions, max_length)),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).cache()
+        )
         if training:
-            ds = ds.shuffle(
+            # (image, ids, a fixed random number per image), tokenized once.
+            cached = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed)).cache()
+            # Counts the passes over the data: each new iterator (epoch) adds one.
+            epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+            def one_epoch(e):
+                return cached.map(
+                    lambda example, start: (
+                        example[0],
+                        tf.gather(example[1], (start + e) % tf.shape(example[1], tf.int64)[0]),
+                    ),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                )
+
+            ds = tf.data.Dataset.from_tensors(0).map(lambda _: epoch.assign_add(1))
+            ds = ds.flat_map(one_epoch).shuffle(
                 max(1, min(num_examples or 10_000, 10_000)),
                 seed=seed,
                 reshuffle_each_iteration=True,
             )
-            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            ds = tf.data.Dataset.zip(ds, draws).map(
-                lambda example, draw: (
-                    example[0],
-                    tf.gather(example[1], draw % tf.shape(example[1], out_type=tf.int64)[0]),
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
         else:
-            ds = ds.map(lambda image, ids: (image, ids[0]))
+            ds = ds.map(lambda image, ids: (image, ids[0])).cache()
         # Full batches in training keep one traced shape.
         full = training and num_examples >= config["batch_size"]
         ds = ds.batch(config["batch_size"], drop_remainder=full)
@@ -237,22 +244,10 @@ class Captioning:
 
     def signatures(self, model, info: dict, config) -> dict:
         """Serving functions and their input specs, keyed by signature name."""
-        height, width, channels = info["image_shape"]
         data_format = config["data_format"]
 
-        def decode(image):
-            image = tf.io.decode_image(image, channels=channels, expand_animations=False)
-            return resize(image, (height, width))
-
         def from_bytes(image_bytes):
-            images = tf.map_fn(
-                decode,
-                image_bytes,
-                fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
-            )
-            if data_format == "channels_first":
-                images = tf.transpose(images, [0, 3, 1, 2])
-            return images
+            return decode_images(image_bytes, info["image_shape"], data_format)
 
         def serving_default(image_bytes):
             return {"caption": model.caption(from_bytes(image_bytes))}
@@ -264,7 +259,7 @@ class Captioning:
             return {"caption": model.caption(images)}
 
         bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
-        images_shape = [None, *_input_shape(info["image_shape"], data_format)]
+        images_shape = [None, *model_image_shape(info["image_shape"], data_format)]
         return {
             "serving_default": (serving_default, bytes_spec),
             "serving_greedy": (serving_greedy, bytes_spec),
@@ -276,7 +271,7 @@ class Captioning:
 
     def signature_contract(self, info: dict, config) -> dict:
         """The fixed names, dtypes and shapes every export is checked against."""
-        images_shape = [None, *_input_shape(info["image_shape"], config["data_format"])]
+        images_shape = [None, *model_image_shape(info["image_shape"], config["data_format"])]
         outputs = {"caption": ["string", [None]]}
         from_bytes = {"inputs": {"image_bytes": ["string", [None]]}, "outputs": outputs}
         return {
@@ -321,21 +316,13 @@ class Captioning:
         Options: `greedy=True` decodes greedily instead of with beam search.
         """
         serve = signatures["serving_greedy" if options.get("greedy") else "serving_default"]
-        results = []
-        for path in inputs:
-            try:
-                with open(path, "rb") as f:
-                    content = f.read()
-            except OSError as e:
-                raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
-            try:
-                out = serve(image_bytes=tf.constant([content]))
-            except tf.errors.InvalidArgumentError:
-                raise DataError(
-                    f"Corrupt or unsupported image {path!r}: expected JPEG, PNG, GIF or BMP."
-                ) from None
-            results.append({"input": path, "caption": out["caption"].numpy()[0].decode()})
-        return results
+        return [
+            {
+                "input": path,
+                "caption": serve_image_file(serve, path)["caption"].numpy()[0].decode(),
+            }
+            for path in inputs
+        ]
 
 
 def _vocabulary(captions: list[str], size: int) -> tuple[list[str], int]:

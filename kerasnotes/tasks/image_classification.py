@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import images as image_data
-from kerasnotes.errors import DataError, UsageError
+from kerasnotes.errors import UsageError
 
 
 class ImageClassification:
@@ -56,7 +56,9 @@ class ImageClassification:
 
     def builder_arguments(self, info: dict, config) -> dict:
         return {
-            "input_shape": _input_shape(info["image_shape"], config["data_format"]),
+            "input_shape": image_data.model_image_shape(
+                info["image_shape"], config["data_format"]
+            ),
             "num_classes": len(info["class_names"]),
         }
 
@@ -150,7 +152,6 @@ class ImageClassification:
 
     def signatures(self, model, info: dict, config) -> dict:
         """Serving functions and their input specs, keyed by signature name."""
-        height, width, channels = info["image_shape"]
         data_format = config["data_format"]
         class_names = tf.constant(info["class_names"])
 
@@ -158,24 +159,13 @@ class ImageClassification:
             scores = tf.cast(model(images, training=False), tf.float32)
             return {"label": tf.gather(class_names, tf.argmax(scores, axis=-1)), "scores": scores}
 
-        def decode(image):
-            image = tf.io.decode_image(image, channels=channels, expand_animations=False)
-            return image_data.resize(image, (height, width))
-
         def serving_default(image_bytes):
-            images = tf.map_fn(
-                decode,
-                image_bytes,
-                fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
-            )
-            if data_format == "channels_first":
-                images = tf.transpose(images, [0, 3, 1, 2])
-            return outputs(images)
+            return outputs(image_data.decode_images(image_bytes, info["image_shape"], data_format))
 
         def serving_images(images):
             return outputs(images)
 
-        images_shape = [None, *_input_shape(info["image_shape"], data_format)]
+        images_shape = [None, *image_data.model_image_shape(info["image_shape"], data_format)]
         return {
             "serving_default": (
                 serving_default,
@@ -190,7 +180,10 @@ class ImageClassification:
     def signature_contract(self, info: dict, config) -> dict:
         """The fixed names, dtypes and shapes every export is checked against."""
         num_classes = len(info["class_names"])
-        images_shape = [None, *_input_shape(info["image_shape"], config["data_format"])]
+        images_shape = [
+            None,
+            *image_data.model_image_shape(info["image_shape"], config["data_format"]),
+        ]
         outputs = {"label": ["string", [None]], "scores": ["float32", [None, num_classes]]}
         return {
             "serving_default": {"inputs": {"image_bytes": ["string", [None]]}, "outputs": outputs},
@@ -228,17 +221,7 @@ class ImageClassification:
         serve = signatures["serving_default"]
         results = []
         for path in inputs:
-            try:
-                with open(path, "rb") as f:
-                    content = f.read()
-            except OSError as e:
-                raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
-            try:
-                out = serve(image_bytes=tf.constant([content]))
-            except tf.errors.InvalidArgumentError:
-                raise DataError(
-                    f"Corrupt or unsupported image {path!r}: expected JPEG, PNG, GIF or BMP."
-                ) from None
+            out = image_data.serve_image_file(serve, path)
             scores = out["scores"].numpy()[0]
             results.append(
                 {
@@ -248,13 +231,6 @@ class ImageClassification:
                 }
             )
         return results
-
-
-def _input_shape(image_shape, data_format: str) -> tuple[int, int, int]:
-    height, width, channels = image_shape
-    if data_format == "channels_first":
-        return (channels, height, width)
-    return (height, width, channels)
 
 
 TASK = ImageClassification()
