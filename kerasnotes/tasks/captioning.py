@@ -136,7 +136,10 @@ class Captioning:
                 )
 
             ds = tf.data.Dataset.from_tensors(0).map(lambda _: epoch.assign_add(1))
-            ds = ds.flat_map(one_epoch).shuffle(
+            ds = ds.flat_map(one_epoch)
+            if num_examples:  # flat_map hides the size that fit() counts steps by.
+                ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
+            ds = ds.shuffle(
                 max(1, min(num_examples or 10_000, 10_000)),
                 seed=seed,
                 reshuffle_each_iteration=True,
