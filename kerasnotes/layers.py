@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers, ops
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -99,6 +100,58 @@ class ClassicFilters(keras.initializers.Initializer):
 
     def get_config(self):
         return {"filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` computed by TensorFlow's fused kernel.
+
+    Keras 3 normalizes with separate moment, update and normalization ops
+    (keras-team/keras-core#225); on this CPU that made batch norm about 45% of a
+    small convolutional encoder's training step. For channels_last feature maps
+    (rank 4, `axis=-1`) this layer calls `FusedBatchNormV3` instead, with the same
+    variables, the same moving-average update (biased batch variance) and the same
+    outputs. Anything else (masks, renorm, synchronized statistics, other axes)
+    takes the Keras path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        rank = len(inputs.shape)
+        if (
+            rank != 4
+            or self.axis % rank != rank - 1
+            or mask is not None
+            or self.renorm
+            or self.synchronized
+            or inputs.dtype not in (tf.float32, tf.float16, tf.bfloat16)
+        ):
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones([channels])
+        beta = self.beta if self.center else tf.zeros([channels])
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
+            # The kernel returns the unbiased variance; Keras averages the biased one.
+            count = tf.cast(tf.size(inputs) // channels, variance.dtype)
+            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + variance * (1.0 - momentum)
+            )
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs,
+                gamma,
+                beta,
+                mean=self.moving_mean,
+                variance=self.moving_variance,
+                epsilon=self.epsilon,
+                is_training=False,
+            )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")

@@ -65,6 +65,7 @@ def test_captions_state_what_the_scene_holds():
     three = describe([obj("circle", "red"), obj("square", "blue"), obj("cross", "green")])
     assert three[0] == "a red circle, a blue square and a green cross"
     assert describe([obj("ring", "red")] * 3)[0] == "three red rings"
+    assert describe([obj("cross", "red")] * 2)[0] == "two red crosses"
 
 
 def test_random_scenes_are_deterministic_and_their_relations_hold():

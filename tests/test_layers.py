@@ -2,7 +2,15 @@ import keras
 import numpy as np
 import pytest
 
-from kerasnotes.layers import AUGMENTATIONS, ClassicFilters, MinPooling2D, augmentation
+import tensorflow as tf
+
+from kerasnotes.layers import (
+    AUGMENTATIONS,
+    ClassicFilters,
+    FusedBatchNormalization,
+    MinPooling2D,
+    augmentation,
+)
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -59,3 +67,34 @@ def test_augmentation_only_in_training():
     layers = augmentation(list(AUGMENTATIONS))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layers(x, training=False)), x)
     assert not np.allclose(keras.ops.convert_to_numpy(layers(x, training=True)), x)
+
+
+@pytest.mark.parametrize("center, scale", [(True, True), (False, False)])
+def test_fused_batch_norm_matches_keras_batch_norm(center, scale, tmp_path):
+    x = np.random.default_rng(0).normal(3, 2, (8, 6, 6, 5)).astype("float32")
+    keras_bn = keras.layers.BatchNormalization(momentum=0.8, center=center, scale=scale)
+    fused = FusedBatchNormalization(momentum=0.8, center=center, scale=scale)
+    for layer in (keras_bn, fused):
+        layer.build(x.shape)
+    rng = np.random.default_rng(1)
+    keras_bn.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in keras_bn.get_weights()])
+    fused.set_weights(keras_bn.get_weights())
+    for training in (True, True, False):
+        grads = []
+        for layer in (keras_bn, fused):
+            inputs = tf.constant(x)
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                loss = tf.reduce_sum(layer(inputs, training=training) ** 3)
+            grads.append(tape.gradient(loss, [inputs, *layer.trainable_weights]))
+        for ours, theirs in zip(grads[1], grads[0], strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)
+        # Outputs and the moving statistics they updated agree.
+        np.testing.assert_allclose(fused(x), keras_bn(x), atol=1e-5)
+        for ours, theirs in zip(fused.get_weights(), keras_bn.get_weights(), strict=True):
+            np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    model = keras.Sequential([keras.Input(x.shape[1:]), fused])
+    model.save(tmp_path / "bn.keras")
+    loaded = keras.models.load_model(tmp_path / "bn.keras")
+    assert isinstance(loaded.layers[0], FusedBatchNormalization)
+    np.testing.assert_allclose(loaded(x), fused(x), atol=1e-6)

@@ -34,7 +34,9 @@ _MIN_RADIUS, _MAX_RADIUS = 0.11, 0.15
 
 
 def _name(obj: scenes.SceneObject, plural: bool = False) -> str:
-    return f"{obj.colour} {obj.shape}{'s' if plural else ''}"
+    if not plural:
+        return f"{obj.colour} {obj.shape}"
+    return f"{obj.colour} {obj.shape}{'es' if obj.shape.endswith('s') else 's'}"
 
 
 def _number(count: int) -> str:
@@ -184,8 +186,8 @@ class ShapesCaptionsConfig(tfds.core.BuilderConfig):
 class ShapesCaptions(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Scenes of coloured shapes, each with three to five reference captions."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.0.1")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.0.1": 'Plural "crosses" (was "crosss").'}
     BUILDER_CONFIGS = [
         ShapesCaptionsConfig(name="default", description="10,000 training scenes, 48x48."),
         ShapesCaptionsConfig(

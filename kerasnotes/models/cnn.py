@@ -21,6 +21,7 @@ from keras import layers
 
 from kerasnotes.layers import (
     ClassicFilters,
+    FusedBatchNormalization,
     MinPooling2D,
     augmentation,
     check_positive_ints,
@@ -291,7 +292,7 @@ def conv_blocks(
                     f"padding 'valid'). Use padding 'same' or a smaller kernel_size."
                 )
             if batch_norm:
-                x = layers.BatchNormalization(
+                x = FusedBatchNormalization(
                     momentum=batch_norm_momentum, name=f"{prefix}_bn{conv + 1}"
                 )(x)
             if not (residual and conv == 1):
@@ -302,7 +303,7 @@ def conv_blocks(
                     filters[block], 1, strides=stride, name=f"{prefix}_shortcut", **conv_kwargs
                 )(shortcut)
                 if batch_norm:
-                    shortcut = layers.BatchNormalization(
+                    shortcut = FusedBatchNormalization(
                         momentum=batch_norm_momentum, name=f"{prefix}_shortcut_bn"
                     )(shortcut)
             x = layers.Add(name=f"{prefix}_add")([x, shortcut])
