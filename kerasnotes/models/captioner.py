@@ -126,7 +126,9 @@ class Captioner(keras.Model):
         dropout: dropout before the word classifier.
         beam_width: default beam width of `generate` (1 is greedy).
         length_penalty: exponent `alpha` of the length normalisation
-            `((5 + length) / 6) ** alpha` of beam scores (0 for none).
+            `((5 + length) / 6) ** alpha` of beam scores (0, the default, for none:
+            on `shapes_captions` alpha 0.6 favoured long phrasings and cost about
+            0.01 BLEU-4).
 
     Call arguments:
         inputs: `{"images": (batch, H, W, C) or (batch, C, H, W), "token_ids":
@@ -153,7 +155,7 @@ class Captioner(keras.Model):
         attention_units=128,
         dropout=0.0,
         beam_width=3,
-        length_penalty=0.6,
+        length_penalty=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -416,7 +418,7 @@ def captioner(
     attention_units=128,
     dropout=0.0,
     beam_width=3,
-    length_penalty=0.6,
+    length_penalty=0.0,
     name="captioner",
 ):
     """CNN encoder + GRU/LSTM decoder with additive attention over image regions.
