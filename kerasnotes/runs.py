@@ -8,6 +8,7 @@ from typing import Any
 from kerasnotes import training
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.exports import read_manifest, write_export
+from kerasnotes.registry import get_spec
 from kerasnotes.tasks import get_task, task_for_model
 
 
@@ -24,6 +25,7 @@ def _load_run(run_dir: str):
     saved = training.read_json(os.path.join(run_dir, training.CONFIG_FILE))
     model = saved.pop("model")
     info = training.read_json(os.path.join(run_dir, training.DATA_FILE))
+    get_spec(model)  # Imports the builder's module, registering its custom layers.
     net = keras.models.load_model(os.path.join(run_dir, training.MODEL_FILE))
     return model, saved, info, net
 
