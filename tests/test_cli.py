@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from cli.main import COMMANDS
+from kerasnotes.data import scenes
 from tests.conftest import run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -151,14 +152,7 @@ def test_predict_evaluate_and_export_commands(trained, tmp_path):
     proc = run_cli("predict", result.export_dir, str(tmp_path / "a.png"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     path, label, score = proc.stdout.strip().split("\t")
-    assert path.endswith("a.png") and label in (
-        "circle",
-        "square",
-        "triangle",
-        "diamond",
-        "cross",
-        "ring",
-    )
+    assert path.endswith("a.png") and label in scenes.SHAPES
     assert 0 < float(score) <= 1
 
     proc = run_cli("evaluate", result.export_dir, "--json")

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import kerasnotes
+from kerasnotes.data import scenes
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.exports import MANIFEST, versions
 
@@ -100,14 +101,7 @@ def test_manifest_and_signatures(trained):
     result, _ = trained
     manifest = json.load(open(os.path.join(result.export_dir, MANIFEST)))
     assert manifest["model"] == "cnn"
-    assert manifest["data"]["class_names"] == [
-        "circle",
-        "square",
-        "triangle",
-        "diamond",
-        "cross",
-        "ring",
-    ]
+    assert manifest["data"]["class_names"] == list(scenes.SHAPES)
     assert manifest["metrics"]["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert set(manifest["versions"]) == {"kerasnotes", "tensorflow", "keras"}
     assert manifest["hyperparameters"]["filters"] == [16, 32, 64]
