@@ -19,9 +19,11 @@ def _print_metrics(metrics: dict) -> None:
             click.echo(f"  {key}: {value:.4f}")
         elif key == "samples":
             for sample in value:
-                click.echo(
-                    f"  sample: {sample['caption']!r}  (reference: {sample['references'][0]!r})"
-                )
+                if "caption" in sample:
+                    said = repr(sample["caption"])
+                else:
+                    said = f"{sample['question']!r} -> {sample['answer']!r}"
+                click.echo(f"  sample: {said}  (reference: {sample['references'][0]!r})")
         elif isinstance(value, dict):
             inner = ", ".join(
                 f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
@@ -236,19 +238,23 @@ def export(ctx, run_dir, export_dir):
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
 @click.option("--greedy", is_flag=True, help="Captioners: greedy decoding instead of beam search.")
+@click.option("-q", "--question", help="VQA models: the question to ask about every image.")
 @click.pass_context
-def predict(ctx, export_dir, inputs, as_json, greedy):
+def predict(ctx, export_dir, inputs, as_json, greedy, question):
     """Run the export EXPORT on INPUT files or strings and print one result per input.
 
     \b
     Examples:
       kerasnotes predict saved_models/cnn/1 circle.png square.jpg
       kerasnotes predict saved_models/captioner/1 scene.png --greedy
+      kerasnotes predict saved_models/vqa/1 scene.png --question "what colour is the ring?"
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import predict as run_predict
 
         options = {"greedy": True} if greedy else {}
+        if question is not None:
+            options["question"] = question
         for result in run_predict(export_dir, list(inputs), **options):
             if as_json:
                 click.echo(json.dumps(result))

@@ -100,7 +100,12 @@ def ensure_dir(path: str) -> str:
 
 
 def attention_maps(
-    image: np.ndarray, tokens: list[str], attention: np.ndarray, grid: tuple[int, int], path: str
+    image: np.ndarray,
+    tokens: list[str],
+    attention: np.ndarray,
+    grid: tuple[int, int],
+    path: str,
+    title: str | None = None,
 ) -> str:
     """The image, then one panel per word with the attention over regions laid over it.
 
@@ -109,6 +114,7 @@ def attention_maps(
         tokens: the generated words.
         attention: `(len(tokens), rows * columns)` weights behind each word.
         grid: `(rows, columns)` of the encoder's region grid.
+        title: the figure's title (default: the words).
     """
     rows, columns = grid
     panels = len(tokens) + 1
@@ -134,7 +140,32 @@ def attention_maps(
             interpolation="bilinear",
         )
         ax.set_title(token, fontsize=9)
-    fig.suptitle(" ".join(tokens), fontsize=10)
+    fig.suptitle(title or " ".join(tokens), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def confusion(truth: list[str], predicted: list[str], labels: list[str], path: str) -> str:
+    """Row-normalised confusion matrix of `predicted` against `truth`, over `labels`.
+
+    Answers outside `labels` are gathered in a last "other" row and column.
+    """
+    names = [*labels, "other"]
+    index = {label: i for i, label in enumerate(labels)}
+    counts = np.zeros((len(names), len(names)))
+    for t, p in zip(truth, predicted, strict=True):
+        counts[index.get(t, len(labels)), index.get(p, len(labels))] += 1
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.35 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (most common human answer)")
+    ax.set_title("answer confusion (row-normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

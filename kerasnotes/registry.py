@@ -25,7 +25,11 @@ ENTRY_POINT_GROUP = "kerasnotes.models"
 
 # Modules that register the built-in families. Imported on first use so that
 # `import kerasnotes` (and `kerasnotes --help`) stays free of TensorFlow.
-_BUILTIN_MODULES = ("kerasnotes.models.cnn", "kerasnotes.models.captioner")
+_BUILTIN_MODULES = (
+    "kerasnotes.models.cnn",
+    "kerasnotes.models.captioner",
+    "kerasnotes.models.vqa",
+)
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _builtins_loaded = False

@@ -8,14 +8,12 @@ image with all of its reference captions.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.images import resize
+from kerasnotes.data.images import held_out_split, image_path, read_image_files, read_json, resize
 from kerasnotes.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64  # For COCO data; the embedded scenes keep their own size.
@@ -170,22 +168,7 @@ def _annotations_file(path: str) -> str:
 
 
 def _read_coco_json(path: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(f"Cannot read caption file {path!r}: {e.strerror}.") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"Caption file {path!r} is not UTF-8 text (invalid byte at offset {e.start}); "
-            "save it as UTF-8."
-        ) from None
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise DataError(f"Caption file {path!r} is not valid JSON: {e}.") from None
+    data = read_json(path, "caption file")
     if not (
         isinstance(data, dict)
         and isinstance(data.get("images"), list)
@@ -199,18 +182,8 @@ def _read_coco_json(path: str) -> dict:
     return data
 
 
-def _image_path(root: str, file_name: str) -> str:
-    for folder in (root, os.path.join(root, "images")):
-        candidate = os.path.join(folder, file_name)
-        if os.path.isfile(candidate):
-            return candidate
-    return os.path.join(root, file_name)
-
-
 def _from_coco_json(path: str, size, skip_bad_records: bool) -> CaptionData:
     """Read a COCO caption file and its images into memory; split 80/10/10 by image."""
-    from keras.utils import Progbar
-
     data = _read_coco_json(path)
     root = os.path.dirname(os.path.abspath(path))
     captions: dict = {}
@@ -244,37 +217,19 @@ def _from_coco_json(path: str, size, skip_bad_records: bool) -> CaptionData:
             "(train, validation and test)."
         )
 
-    images, references, skipped = [], [], []
-    progress = Progbar(len(entries), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
-    for n, (image_id, file_name) in enumerate(entries):
-        file = _image_path(root, file_name)
-        try:
-            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-            images.append(tf.cast(resize(image, size), tf.uint8).numpy())
-            references.append(captions[image_id])
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-            if not skip_bad_records:
-                reason = "missing" if isinstance(e, tf.errors.NotFoundError) else "corrupt"
-                raise DataError(
-                    f"Image {file!r} of caption file {path!r} is {reason} or unreadable. "
-                    "Fix it, or set skip_bad_records=true to skip such images (they are "
-                    "counted)."
-                ) from None
-            skipped.append(file)
-        progress.update(n + 1)
-    if skipped:
-        print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]!r}.", file=sys.stderr)
-    if len(images) < 3:
-        raise DataError(f"Caption file {path!r} has fewer than 3 readable images.")
-
-    order = np.random.default_rng(0).permutation(len(images))
-    num_held_out = max(1, len(order) // 10)
-    parts = {
-        "test": order[:num_held_out],
-        "validation": order[num_held_out : 2 * num_held_out],
-        "train": order[2 * num_held_out :],
-    }
-    images_array = np.stack(images)
+    images, skipped = read_image_files(
+        [image_path(root, file_name) for _, file_name in entries],
+        size,
+        skip_bad_records=skip_bad_records,
+        listed_in=f"caption file {path!r}",
+    )
+    references = [
+        captions[image_id]
+        for (image_id, _), image in zip(entries, images, strict=True)
+        if image is not None
+    ]
+    images_array = np.stack([image for image in images if image is not None])
+    parts = held_out_split(len(images_array), f"Caption file {path!r}")
 
     most = max(len(r) for r in references)
     padded = np.array([r + [""] * (most - len(r)) for r in references], dtype=object)

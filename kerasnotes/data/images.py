@@ -7,6 +7,7 @@ Every source comes back as an `ImageClassificationData`: unbatched `tf.data` spl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -73,15 +74,16 @@ def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.T
     return images
 
 
-def serve_image_file(serve, path: str) -> dict:
-    """Run a bytes-input signature on one image file, with clear errors for bad files."""
+def serve_image_file(serve, path: str, **inputs) -> dict:
+    """Run a bytes-input signature on one image file (and any other `inputs`), with
+    clear errors for bad files."""
     try:
         with open(path, "rb") as f:
             content = f.read()
     except OSError as e:
         raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
     try:
-        return serve(image_bytes=tf.constant([content]))
+        return serve(image_bytes=tf.constant([content]), **inputs)
     except tf.errors.InvalidArgumentError:
         raise DataError(
             f"Corrupt or unsupported image {path!r}: expected JPEG, PNG, GIF or BMP."
@@ -242,16 +244,86 @@ def _count(info, split: str) -> int:
         return 0
 
 
-def _decode_file(path: str, size) -> np.ndarray:
-    data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    return tf.cast(resize(image, size), tf.uint8).numpy()
+def read_json(path: str, what: str):
+    """The parsed UTF-8 JSON file `path`, or a `DataError` naming it (`what` it is)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{what.capitalize()} {path!r} is not UTF-8 text (invalid byte at offset "
+            f"{e.start}); save it as UTF-8."
+        ) from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise DataError(f"{what.capitalize()} {path!r} is not valid JSON: {e}.") from None
+
+
+def image_path(root: str, file_name: str) -> str:
+    """Where an annotation file's image is: in `root` or `root/images` (else `root/file_name`)."""
+    for folder in (root, os.path.join(root, "images")):
+        candidate = os.path.join(folder, file_name)
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.join(root, file_name)
+
+
+def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_in: str):
+    """Decode and resize image files into memory, with a progress bar.
+
+    Returns `(images, skipped)`: a uint8 array per readable file, in order, or `None`
+    for a file skipped as missing or corrupt (only with `skip_bad_records`; otherwise
+    the first such file is a `DataError` naming it and `listed_in`, where it came from).
+    """
+    from keras.utils import Progbar
+
+    images, skipped = [], []
+    progress = Progbar(len(files), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
+    for i, file in enumerate(files):
+        try:
+            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+            images.append(tf.cast(resize(image, size), tf.uint8).numpy())
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            if not skip_bad_records:
+                reason = "missing" if isinstance(e, tf.errors.NotFoundError) else "corrupt"
+                raise DataError(
+                    f"Image {file!r} of {listed_in} is {reason} or unreadable. Fix or "
+                    "remove it, or set skip_bad_records=true to skip such images (they "
+                    "are counted)."
+                ) from None
+            images.append(None)
+            skipped.append(file)
+        progress.update(i + 1)
+    if skipped:
+        print(
+            f"Skipped {len(skipped)} unreadable image(s) of {listed_in}, e.g. {skipped[0]!r}.",
+            file=sys.stderr,
+        )
+    return images, skipped
+
+
+def held_out_split(count: int, what: str) -> dict[str, np.ndarray]:
+    """A fixed split of `count` items: 80% train, 10% validation, 10% test (one at least)."""
+    order = np.random.default_rng(0).permutation(count)
+    num_held_out = max(1, count // 10)
+    if count - 2 * num_held_out < 1:
+        raise DataError(
+            f"{what} has {count} usable images; need at least 3 (train, validation and test)."
+        )
+    return {
+        "test": order[:num_held_out],
+        "validation": order[num_held_out : 2 * num_held_out],
+        "train": order[2 * num_held_out :],
+    }
 
 
 def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassificationData:
     """Read `path/<class>/<image>` into memory, checking every image once."""
-    from keras.utils import Progbar
-
     classes = sorted(
         d
         for d in os.listdir(path)
@@ -273,40 +345,15 @@ def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassification
             f"Image folder {path!r} has {len(classes)} class sub-folder; a classifier "
             "needs at least 2."
         )
-    images, labels, skipped = [], [], []
-    progress = Progbar(len(files), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
-    for i, (file, label) in enumerate(files):
-        try:
-            images.append(_decode_file(file, size))
-            labels.append(label)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-            if not skip_bad_records:
-                reason = (e.message or "").strip().splitlines()[0] if e.message else ""
-                raise DataError(
-                    f"Corrupt or unreadable image {file!r} ({reason}). Remove it, or "
-                    "set skip_bad_records=true to skip such files (they are counted)."
-                ) from None
-            skipped.append(file)
-        progress.update(i + 1)
-    if skipped:
-        print(
-            f"Skipped {len(skipped)} unreadable image(s) in {path!r}, e.g. {skipped[0]!r}.",
-            file=sys.stderr,
-        )
-    # A fixed split: 80% train, 10% validation, 10% test (at least one image each).
-    order = np.random.default_rng(0).permutation(len(images))
-    num_test = max(1, len(order) // 10)
-    num_validation = max(1, len(order) // 10)
-    if len(order) - num_test - num_validation < 1:
-        raise DataError(
-            f"Image folder {path!r} has {len(order)} readable images; need at least 3 "
-            "(train, validation and test)."
-        )
-    parts = {
-        "test": order[:num_test],
-        "validation": order[num_test : num_test + num_validation],
-        "train": order[num_test + num_validation :],
-    }
+    images, skipped = read_image_files(
+        [file for file, _ in files],
+        size,
+        skip_bad_records=skip_bad_records,
+        listed_in=f"image folder {path!r}",
+    )
+    labels = [label for (_, label), image in zip(files, images, strict=True) if image is not None]
+    images = [image for image in images if image is not None]
+    parts = held_out_split(len(images), f"Image folder {path!r}")
     images_array, labels_array = np.stack(images), np.array(labels, np.int64)
 
     def part(indices):

@@ -33,6 +33,11 @@ class SceneObject:
     radius: float  # Half of the shape's extent, in pixels.
 
 
+def plural(shape: str) -> str:
+    """The plural of a shape name: "circles", "crosses"."""
+    return f"{shape}es" if shape.endswith("s") else f"{shape}s"
+
+
 def shape_mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
     """A boolean (size, size) mask of `shape` centred at (cx, cy) with half-extent r."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5

@@ -36,7 +36,7 @@ _MIN_RADIUS, _MAX_RADIUS = 0.11, 0.15
 def _name(obj: scenes.SceneObject, plural: bool = False) -> str:
     if not plural:
         return f"{obj.colour} {obj.shape}"
-    return f"{obj.colour} {obj.shape}{'es' if obj.shape.endswith('s') else 's'}"
+    return f"{obj.colour} {scenes.plural(obj.shape)}"
 
 
 def _number(count: int) -> str:

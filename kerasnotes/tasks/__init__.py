@@ -17,6 +17,7 @@ from kerasnotes.errors import UsageError
 _TASK_MODULES = {
     "captioning": "kerasnotes.tasks.captioning",
     "image_classification": "kerasnotes.tasks.image_classification",
+    "vqa": "kerasnotes.tasks.vqa",
 }
 
 

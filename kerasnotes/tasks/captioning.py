@@ -36,18 +36,18 @@ import tensorflow as tf
 
 from kerasnotes.data import captions as caption_data
 from kerasnotes.data.images import decode_images, model_image_shape, serve_image_file
-from kerasnotes.errors import DataError
+from kerasnotes.errors import DataError, UsageError
 
 # Keras TextVectorization's default standardization, for metrics on raw references.
-_PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
-MAX_CAPTION_LENGTH = 40  # Words; longer training captions are cut.
+PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
+MAX_TEXT_LENGTH = 40  # Words; longer training captions (and questions) are cut.
 NUM_SAMPLES = 5  # Sample captions kept in the metrics.
 NUM_ATTENTION_PLOTS = 4
 
 
 def words(text: str) -> list[str]:
     """The words of a caption as the tokenizer sees them (lower case, no punctuation)."""
-    return _PUNCTUATION.sub("", text.lower()).split()
+    return PUNCTUATION.sub("", text.lower()).split()
 
 
 def caption_scores(references: list[list[str]], captions: list[str]) -> dict:
@@ -86,7 +86,11 @@ class Captioning:
             image_size=config["image_size"],
             skip_bad_records=config["skip_bad_records"],
         )
-        data.vocabulary, data.max_length = _vocabulary(data.train_captions(), size)
+        from kerasnotes.models.captioner import RESERVED
+
+        data.vocabulary, data.max_length = word_vocabulary(
+            data.train_captions(), size, RESERVED, "captions"
+        )
         return data
 
     def data_info(self, data) -> dict:
@@ -318,6 +322,9 @@ class Captioning:
 
         Options: `greedy=True` decodes greedily instead of with beam search.
         """
+        unknown = sorted(set(options) - {"greedy"})
+        if unknown:
+            raise UsageError(f"{', '.join(unknown)} does not apply to captioning exports.")
         serve = signatures["serving_greedy" if options.get("greedy") else "serving_default"]
         return [
             {
@@ -328,19 +335,19 @@ class Captioning:
         ]
 
 
-def _vocabulary(captions: list[str], size: int) -> tuple[list[str], int]:
-    """The vocabulary (reserved tokens first) and the caption length in words."""
-    from kerasnotes.models.captioner import RESERVED
-
-    if not captions:
-        raise DataError("The training split has no captions.")
+def word_vocabulary(texts: list[str], size: int, reserved, what: str) -> tuple[list[str], int]:
+    """`(vocabulary, length)`: the `reserved` tokens and the `size` most frequent words of
+    `texts` (as the Keras tokenizer splits them), and the longest text in words
+    (at most `MAX_TEXT_LENGTH`)."""
+    if not texts:
+        raise DataError(f"The training split has no {what}.")
     adapter = keras.layers.TextVectorization(max_tokens=size + 2)
-    adapter.adapt(tf.data.Dataset.from_tensor_slices(captions).batch(1024))
-    learned = [w for w in adapter.get_vocabulary() if w not in RESERVED]
+    adapter.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    learned = [w for w in adapter.get_vocabulary() if w not in reserved]
     if not learned:
-        raise DataError("The training captions hold no words.")
-    longest = max(len(words(c)) for c in captions)
-    return [*RESERVED, *map(str, learned)], min(max(1, longest), MAX_CAPTION_LENGTH)
+        raise DataError(f"The training {what} hold no words.")
+    longest = max(len(words(t)) for t in texts)
+    return [*reserved, *map(str, learned)], min(max(1, longest), MAX_TEXT_LENGTH)
 
 
 TASK = Captioning()

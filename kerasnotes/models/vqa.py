@@ -1,0 +1,373 @@
+"""`vqa`: visual question answering, a CNN reading the image and an RNN the question.
+
+The VQA model of the notes:
+
+1. the image encoder shared with the captioner (`build_encoder`) turns the image into
+   a grid of region features;
+2. the question encoder, word embeddings (with masking for padding) and a GRU or LSTM
+   (bidirectional by default), reduces the question to a vector;
+3. a fusion of the two, one of:
+   - `"film"` (default): feature-wise linear modulation (Perez et al., 2018, "FiLM:
+     Visual Reasoning with a General Conditioning Layer"): residual blocks of 3x3
+     convolutions over the region grid whose normalised features are scaled and
+     shifted by the question, `gamma(q) * x + beta(q)`, so the question decides
+     what the image features compute; the 3x3 convolutions see the neighbourhood
+     that relations ("left of the red circle") need;
+   - `"concat"`: the question concatenated to every region, then a dense layer;
+   - `"product"`: every region multiplied element-wise by a projection of the question;
+4. attention over the fused regions, queried by the question (optional), and the mean
+   of the fused regions (which keeps "how many");
+5. a softmax over the answer vocabulary.
+
+Questions are tokenized in the graph by the model's `TextVectorization` layer (lower
+case, punctuation stripped, `[start]` first so an empty question is still one token;
+words outside the vocabulary become `[UNK]`), so exports take question strings.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from kerasnotes.layers import (
+    BahdanauAttention,
+    FusedBatchNormalization,
+    check_data_format,
+    check_positive_ints,
+)
+from kerasnotes.models.captioner import ENCODERS, build_encoder, make_tokenizer
+from kerasnotes.registry import register_model
+
+FUSIONS = ("film", "concat", "product")
+RNN_TYPES = ("gru", "lstm")
+PAD, UNKNOWN, START = "", "[UNK]", "[start]"
+RESERVED = (PAD, UNKNOWN, START)
+START_ID = RESERVED.index(START)
+
+
+def tokenize(tokenizer, questions, max_length: int):
+    """Questions `(n,)` to ids `(n, max_length + 1)`: `[start]`, words (cut), padding."""
+    words = tokenizer(questions)[:, :max_length]
+    start = tf.fill([words.nrows(), 1], tf.constant(START_ID, words.dtype))
+    return tf.concat([start, words], 1).to_tensor(0, shape=[None, max_length + 1])
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class VqaModel(keras.Model):
+    """Image + question in, answer scores out.
+
+    Args:
+        vocabulary: question words, starting with `RESERVED` ("", "[UNK]", "[start]").
+        answers: the answer vocabulary (the classes).
+        max_length: longest question in words (longer ones are cut).
+        image_shape: image shape in `data_format` order.
+        data_format: `"channels_last"` or `"channels_first"`.
+        encoder, encoder_weights, encoder_filters, encoder_batch_norm: the image
+            encoder (see `kerasnotes.models.captioner.build_encoder`).
+        embedding_dim: width of the word embeddings.
+        units: width of the region features, of the question encoder and the fusion.
+        rnn: `"gru"` or `"lstm"`; `bidirectional` reads the question both ways.
+        fusion: `"film"`, `"concat"` or `"product"` (see the module docstring).
+        film_blocks: FiLM residual blocks (fusion `"film"`).
+        attention: attend over the fused regions, queried by the question.
+        attention_units: width of the attention's scoring layer.
+        classifier_units: width of the hidden layer before the answer softmax.
+        dropout: dropout before the answer classifier.
+        top_k: how many ranked answers `answer` returns.
+
+    Call arguments:
+        inputs: `{"images": (batch, H, W, C) or (batch, C, H, W) float pixels 0-255,
+            "question_ids": (batch, time) ids from `tokenize`}`.
+
+    Returns:
+        Answer logits `(batch, len(answers))`.
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        answers,
+        max_length=20,
+        image_shape=(48, 48, 3),
+        data_format="channels_last",
+        encoder="cnn",
+        encoder_weights=None,
+        encoder_filters=(16, 32, 64),
+        encoder_batch_norm=True,
+        embedding_dim=64,
+        units=128,
+        rnn="gru",
+        bidirectional=True,
+        fusion="film",
+        film_blocks=2,
+        attention=True,
+        attention_units=128,
+        classifier_units=256,
+        dropout=0.0,
+        top_k=5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        vocabulary = [str(token) for token in vocabulary]
+        answers = [str(answer) for answer in answers]
+        if tuple(vocabulary[: len(RESERVED)]) != RESERVED:
+            raise ValueError(
+                f"Invalid vocabulary starting {vocabulary[:4]!r}: expected the reserved "
+                f"tokens {list(RESERVED)!r} first."
+            )
+        if len(answers) < 2 or len(set(answers)) != len(answers):
+            raise ValueError(f"Invalid answers {answers[:5]!r}: need at least 2 distinct answers.")
+        check_positive_ints(
+            "max_length, embedding_dim, units, attention_units, classifier_units, top_k",
+            [max_length, embedding_dim, units, attention_units, classifier_units, top_k],
+        )
+        if rnn not in RNN_TYPES:
+            raise ValueError(f"Invalid rnn {rnn!r}: expected one of {', '.join(RNN_TYPES)}.")
+        if fusion not in FUSIONS:
+            raise ValueError(f"Invalid fusion {fusion!r}: expected one of {', '.join(FUSIONS)}.")
+        if not isinstance(film_blocks, int) or film_blocks < 0:
+            raise ValueError(f"Invalid film_blocks {film_blocks!r}: must be an integer >= 0.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"Invalid dropout {dropout!r}: must be in [0, 1).")
+        if encoder not in ENCODERS:
+            raise ValueError(
+                f"Invalid encoder {encoder!r}: expected one of {', '.join(ENCODERS)}."
+            )
+        check_data_format(data_format)
+        self.vocabulary = vocabulary
+        self.answers = answers
+        self.max_length = max_length
+        self.image_shape = tuple(image_shape)
+        self.data_format = data_format
+        self.encoder_name = encoder
+        self.encoder_weights = encoder_weights
+        self.encoder_filters = list(encoder_filters)
+        self.encoder_batch_norm = encoder_batch_norm
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.rnn = rnn
+        self.bidirectional = bidirectional
+        self.fusion = fusion
+        self.film_blocks = film_blocks
+        self.use_attention = attention
+        self.attention_units = attention_units
+        self.classifier_units = classifier_units
+        self.dropout = dropout
+        self.top_k = min(top_k, len(answers))
+
+        self.tokenizer = make_tokenizer(vocabulary)
+        self.encoder = build_encoder(
+            self.image_shape,
+            data_format,
+            units,
+            encoder=encoder,
+            encoder_weights=encoder_weights,
+            cnn_options={"filters": self.encoder_filters, "batch_norm": encoder_batch_norm},
+        )
+        self.grid = tuple(self.encoder.get_layer("regions").input.shape[1:3])
+        self.embedding = layers.Embedding(
+            len(vocabulary), embedding_dim, mask_zero=True, name="embedding"
+        )
+        recurrent = (layers.GRU if rnn == "gru" else layers.LSTM)(units, name=rnn)
+        self.question_encoder = (
+            layers.Bidirectional(recurrent, name=f"bidirectional_{rnn}")
+            if bidirectional
+            else recurrent
+        )
+        self.question_projection = layers.Dense(units, activation="relu", name="question")
+        if fusion == "film":
+            self.film_inputs = [
+                layers.Conv2D(units, 1, activation="relu", name=f"film{i + 1}_input")
+                for i in range(film_blocks)
+            ]
+            self.film_convs = [
+                layers.Conv2D(units, 3, padding="same", use_bias=False, name=f"film{i + 1}_conv")
+                for i in range(film_blocks)
+            ]
+            self.film_norms = [
+                FusedBatchNormalization(center=False, scale=False, name=f"film{i + 1}_norm")
+                for i in range(film_blocks)
+            ]
+            self.film_generators = [
+                layers.Dense(2 * units, name=f"film{i + 1}_gamma_beta") for i in range(film_blocks)
+            ]
+        else:
+            self.fusion_dense = layers.Dense(units, activation="relu", name=f"{fusion}_fusion")
+        self.attention = (
+            BahdanauAttention(attention_units, name="attention") if attention else None
+        )
+        self.hidden = layers.Dense(classifier_units, activation="relu", name="hidden")
+        self.dropout_layer = layers.Dropout(dropout, name="dropout")
+        self.classifier = layers.Dense(len(answers), name="answer")
+        self.build()
+
+    def build(self, input_shape=None):
+        # Every shape follows from the constructor's arguments: build on construction,
+        # so `load_model` finds every variable.
+        images = ops.zeros((1, *self.image_shape))
+        self.answer_logits(images, ops.zeros((1, self.max_length + 1), "int32"))
+        self.built = True
+
+    def tokenize(self, questions):
+        """Question strings `(n,)` to ids `(n, max_length + 1)`."""
+        return tokenize(self.tokenizer, questions, self.max_length)
+
+    def encode_question(self, question_ids, training=False):
+        x = self.embedding(question_ids)
+        mask = self.embedding.compute_mask(question_ids)
+        return self.question_projection(self.question_encoder(x, mask=mask, training=training))
+
+    def fuse(self, regions, question, training=False):
+        """Question-conditioned region features `(batch, regions, units)`."""
+        if self.fusion == "concat":
+            tiled = ops.repeat(ops.expand_dims(question, 1), ops.shape(regions)[1], axis=1)
+            return self.fusion_dense(ops.concatenate([regions, tiled], axis=-1))
+        if self.fusion == "product":
+            return self.fusion_dense(regions * ops.expand_dims(question, 1))
+        rows, columns = self.grid
+        x = ops.reshape(regions, (-1, rows, columns, self.units))
+        for block in range(self.film_blocks):
+            x = self.film_inputs[block](x)
+            h = self.film_norms[block](self.film_convs[block](x), training=training)
+            gamma, beta = ops.split(self.film_generators[block](question), 2, axis=-1)
+            h = (1.0 + gamma[:, None, None]) * h + beta[:, None, None]
+            x = x + ops.relu(h)
+        return ops.reshape(x, (-1, rows * columns, self.units))
+
+    def answer_logits(self, images, question_ids, training=False):
+        """`(logits, attention weights or None)`."""
+        regions = self.encoder(images, training=training)
+        question = self.encode_question(question_ids, training=training)
+        fused = self.fuse(regions, question, training=training)
+        pooled = [question, ops.mean(fused, axis=1)]
+        weights = None
+        if self.attention is not None:
+            context, weights = self.attention(ops.expand_dims(question, 1), fused)
+            pooled.append(context[:, 0])
+            weights = weights[:, 0]
+        x = self.hidden(ops.concatenate(pooled, axis=-1))
+        return self.classifier(self.dropout_layer(x, training=training)), weights
+
+    def call(self, inputs, training=False):
+        logits, _ = self.answer_logits(inputs["images"], inputs["question_ids"], training)
+        return logits
+
+    def answer(self, images, questions, top_k=None):
+        """Answers for images (float pixels) and question strings, in the graph.
+
+        Returns a dict: `answer` string `(batch,)`, `top_answers` string `(batch, k)`,
+        `top_scores` float `(batch, k)` (softmax probabilities) and `attention`
+        `(batch, regions)` (zeros without attention).
+        """
+        logits, weights = self.answer_logits(images, self.tokenize(questions))
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        scores, indices = tf.math.top_k(probabilities, k=int(top_k or self.top_k))
+        names = tf.gather(tf.constant(self.answers), indices)
+        if weights is None:
+            weights = tf.zeros([tf.shape(logits)[0], self.grid[0] * self.grid[1]])
+        return {
+            "answer": names[:, 0],
+            "top_answers": names,
+            "top_scores": scores,
+            "attention": weights,
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocabulary": self.vocabulary,
+            "answers": self.answers,
+            "max_length": self.max_length,
+            "image_shape": list(self.image_shape),
+            "data_format": self.data_format,
+            "encoder": self.encoder_name,
+            "encoder_weights": self.encoder_weights,
+            "encoder_filters": self.encoder_filters,
+            "encoder_batch_norm": self.encoder_batch_norm,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "rnn": self.rnn,
+            "bidirectional": self.bidirectional,
+            "fusion": self.fusion,
+            "film_blocks": self.film_blocks,
+            "attention": self.use_attention,
+            "attention_units": self.attention_units,
+            "classifier_units": self.classifier_units,
+            "dropout": self.dropout,
+            "top_k": self.top_k,
+        }
+
+
+@register_model(
+    "vqa",
+    task="vqa",
+    training_defaults={"epochs": 8, "batch_size": 64, "learning_rate": 2e-3},
+)
+def vqa(
+    vocabulary=(*RESERVED, "what"),
+    answers=("yes", "no"),
+    max_length=20,
+    input_shape=(48, 48, 3),
+    data_format="channels_last",
+    encoder="cnn",
+    encoder_weights="imagenet",
+    encoder_filters=(16, 32, 64),
+    encoder_batch_norm=True,
+    embedding_dim=64,
+    units=128,
+    rnn="gru",
+    bidirectional=True,
+    fusion="film",
+    film_blocks=2,
+    attention=True,
+    attention_units=128,
+    classifier_units=256,
+    dropout=0.0,
+    top_k=5,
+    name="vqa",
+):
+    """CNN image encoder + RNN question encoder, fused (FiLM by default), answer softmax.
+
+    Args:
+        vocabulary, answers, max_length: question words (starting with `RESERVED`),
+            answer classes and question length (set from the data by `kerasnotes train`).
+        input_shape: image shape in `data_format` order (set from the data).
+        data_format: `"channels_last"` or `"channels_first"`: the layout of the input.
+        encoder: `"cnn"` or a `keras.applications` backbone (see the captioner).
+        encoder_weights: `"imagenet"` or `None`, for a backbone (ignored by `"cnn"`).
+        encoder_filters, encoder_batch_norm: the `"cnn"` encoder's blocks.
+        embedding_dim, units, rnn, bidirectional, fusion, film_blocks, attention,
+            attention_units, classifier_units, dropout, top_k: see `VqaModel`.
+        name: the model's name.
+
+    Example:
+
+    >>> model = vqa(vocabulary=["", "[UNK]", "[start]", "is", "there", "a", "circle"],
+    ...             answers=["yes", "no"], max_length=6)
+    >>> model.answer(np.zeros((2, 48, 48, 3)), ["is there a circle?", ""])["answer"].shape
+    TensorShape([2])
+    """
+    return VqaModel(
+        vocabulary=list(vocabulary),
+        answers=list(answers),
+        max_length=max_length,
+        image_shape=tuple(input_shape),
+        data_format=data_format,
+        encoder=encoder,
+        encoder_weights=encoder_weights if encoder != "cnn" else None,
+        encoder_filters=encoder_filters,
+        encoder_batch_norm=encoder_batch_norm,
+        embedding_dim=embedding_dim,
+        units=units,
+        rnn=rnn,
+        bidirectional=bidirectional,
+        fusion=fusion,
+        film_blocks=film_blocks,
+        attention=attention,
+        attention_units=attention_units,
+        classifier_units=classifier_units,
+        dropout=dropout,
+        top_k=top_k,
+        name=name,
+    )

@@ -1,0 +1,440 @@
+"""Visual question answering: questions, soft accuracy, the model, learning, export, data."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasnotes
+from kerasnotes.data import scenes
+from kerasnotes.data import vqa as vqa_data
+from kerasnotes.data.shapes_captions import random_scene
+from kerasnotes.data.shapes_vqa import QUESTION_TYPES, make_questions
+from kerasnotes.errors import DataError
+from kerasnotes.models.vqa import RESERVED, vqa
+from kerasnotes.tasks.vqa import TASK, soft_scores, vqa_accuracy
+from tests.conftest import run_cli
+
+QUICK_VQA = [
+    "dataset=shapes_vqa/small",
+    "epochs=4",
+    "batch_size=64",
+    "units=64",
+    "attention_units=64",
+    "classifier_units=128",
+]
+
+# Answer questions in a process that imports only TensorFlow.
+TF_ONLY = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    export, question, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    out = serve(
+        image_bytes=tf.constant([open(f, "rb").read() for f in files]),
+        question=tf.constant([question] * len(files)),
+    )
+    assert "kerasnotes" not in sys.modules
+    print(json.dumps([a.decode() for a in out["answer"].numpy()]))
+    """
+)
+
+
+# Questions about scenes ---------------------------------------------------------------
+
+
+def _oracle(question, objects):
+    """The answer to the count, exist, colour and shape questions, derived afresh."""
+    shapes = [o.shape for o in objects]
+    colours = [o.colour for o in objects]
+    singular = {scenes.plural(s): s for s in scenes.SHAPES} | {s: s for s in scenes.SHAPES}
+    if re.fullmatch(r"how many (shapes|objects) .*", question):
+        return str(len(objects))
+    if m := re.fullmatch(r"(?:how many|what number of) (\w+) (?:are|in) .*", question):
+        return str(shapes.count(singular[m.group(1)]))
+    if m := re.fullmatch(r"how many (\w+) (?:shapes|things) are there\?", question):
+        return str(colours.count(m.group(1)))
+    if m := re.search(r"(?:is there|contain|any)(?: an?)? (\w+) (\w+)(?: in the image)?\?", question):
+        present = set(zip(colours, shapes, strict=True))
+        return "yes" if (m.group(1), singular[m.group(2)]) in present else "no"
+    if m := re.fullmatch(r".*colou?r.* the (\w+)(?: have)?\?", question):
+        return next(o.colour for o in objects if o.shape == m.group(1))
+    if m := re.fullmatch(r".*shape.* (?:the (\w+) (?:object|thing)|is (\w+))\?", question):
+        return next(o.shape for o in objects if o.colour in m.groups())
+    return None
+
+
+def test_questions_are_answered_by_the_scene():
+    rng = np.random.default_rng(3)
+    checked, kinds = 0, set()
+    for _ in range(400):
+        objects, relation = random_scene(rng, 48)
+        for question, answer, kind in make_questions(rng, objects, relation):
+            kinds.add(kind)
+            if kind in ("count", "exist", "colour", "shape"):
+                assert _oracle(question, objects) == answer, (question, answer, objects)
+                checked += 1
+    assert kinds == set(QUESTION_TYPES) and checked > 600
+
+
+def test_relation_questions_name_the_right_shape():
+    left = scenes.SceneObject("circle", "red", 10.0, 24.0, 5.0)
+    right = scenes.SceneObject("square", "blue", 38.0, 24.0, 5.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        question, answer, kind = make_questions(rng, [left, right], "horizontal", count=1)[0]
+        assert kind == "relation"
+        target = left if "left of" in question else right
+        assert answer == (target.shape if "shape is" in question else target.colour), question
+
+
+def test_yes_no_answers_are_balanced_and_questions_deterministic():
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(600):
+            objects, relation = random_scene(rng, 48)
+            out += make_questions(rng, objects, relation)
+        return out
+
+    questions = draw(5)
+    assert questions == draw(5)
+    for kind in ("exist", "compare"):
+        answers = [a for _, a, k in questions if k == kind]
+        assert 0.4 < answers.count("yes") / len(answers) < 0.6
+
+
+def test_embedded_dataset_splits():
+    data = vqa_data.load("shapes_vqa/small")
+    assert data.num_examples == {"train": 6000, "validation": 600, "test": 600}
+    image, question, answers, kind = next(iter(data.test))
+    assert image.shape == (48, 48, 3) and image.dtype == tf.uint8
+    assert question.dtype == tf.string and answers.shape == (1,)
+    assert kind.numpy().decode() in QUESTION_TYPES
+
+
+# Accuracy -----------------------------------------------------------------------------
+
+
+def test_vqa_accuracy_hand_worked():
+    ten = ["2"] * 3 + ["3"] * 2 + ["two"] + ["4"] * 4
+    assert vqa_accuracy("2", ten) == 1.0  # Three humans agree: full credit.
+    assert vqa_accuracy("3", ten) == pytest.approx(2 / 3)
+    assert vqa_accuracy("two", ten) == pytest.approx(1 / 3)
+    assert vqa_accuracy("5", ten) == 0.0
+    assert vqa_accuracy("Yes.", ["yes"]) == 1.0  # One answer: exact match, normalised.
+    assert vqa_accuracy("no", ["yes"]) == 0.0
+    assert soft_scores(ten) == pytest.approx({"2": 1.0, "3": 2 / 3, "two": 1 / 3, "4": 1.0})
+    with pytest.raises(ValueError):
+        vqa_accuracy("yes", [])
+
+
+def test_evaluate_averages_soft_accuracy_overall_and_by_type():
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    test = tf.data.Dataset.from_tensor_slices(
+        (
+            images,
+            ["how many?", "what colour?", "is it?"],
+            [["2", "2", "3", "3", "3", "4", "2", "2", "1", "1"]] * 2 + [["yes"] * 10],
+            ["number", "other", "yes/no"],
+        )
+    )
+    data = vqa_data.VqaData(test, test, test, (8, 8, 3), {"test": 3}, "fixture")
+    # Always "3": 3 matches in the first two (1.0 each), none in the third (0.0).
+    metrics = TASK.evaluate(
+        lambda images, questions: tf.fill([tf.shape(questions)[0]], "3"),
+        data,
+        {},
+        {"batch_size": 2, "data_format": "channels_last"},
+    )
+    assert metrics["vqa_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["vqa_accuracy_by_type"] == {"number": 1.0, "other": 1.0, "yes/no": 0.0}
+
+
+def test_training_targets_are_normalised_soft_scores():
+    info = {
+        "vocabulary": [*RESERVED, "how", "many"],
+        "answers": ["2", "3", "4"],
+        "max_length": 4,
+        "answer_coverage": {"training_questions": 2, "training_questions_without_known_answer": 1},
+    }
+    split = tf.data.Dataset.from_tensor_slices(
+        (
+            np.zeros((2, 8, 8, 3), np.uint8),
+            ["How many?", "how many"],
+            [["2", "2", "2", "3", "3", "4", "4", "4", "4", "X"], ["9"] * 10],
+            ["number", "number"],
+        )
+    )
+    config = {"data_format": "channels_last", "seed": 0, "batch_size": 4}
+    batches = list(TASK.batches(split, config, info, training=True, num_examples=2))
+    ((x, targets),) = batches  # The question without a known answer is left out.
+    np.testing.assert_allclose(targets.numpy(), [[1.0, 2 / 3, 1.0]] / np.float32(8 / 3))
+    assert x["question_ids"].numpy()[0].tolist() == [2, 3, 4, 0, 0]
+
+
+# The model ----------------------------------------------------------------------------
+
+
+VOCABULARY = [*RESERVED, "what", "colour", "is", "the", "circle", "how", "many"]
+ANSWERS = ["red", "blue", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "fusion,attention", [("film", True), ("concat", False), ("product", True)]
+)
+def test_fusions_answer_every_question_and_round_trip(fusion, attention, tmp_path):
+    model = vqa(
+        vocabulary=VOCABULARY,
+        answers=ANSWERS,
+        max_length=6,
+        fusion=fusion,
+        attention=attention,
+        units=32,
+        top_k=3,
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
+    questions = tf.constant(["What colour is the circle?", "", "zebra xylophone"])
+    out = model.answer(images, questions)
+    assert out["answer"].shape == (3,) and out["top_answers"].shape == (3, 3)
+    assert set(out["answer"].numpy().astype(str)) <= set(ANSWERS)
+    np.testing.assert_allclose(out["top_scores"].numpy().sum(-1) <= 1.0 + 1e-6, True)
+    assert out["attention"].shape == (3, 36)
+    model.save(tmp_path / "vqa.keras")
+    loaded = keras.models.load_model(tmp_path / "vqa.keras")
+    np.testing.assert_allclose(
+        loaded.answer(images, questions)["top_scores"].numpy(),
+        out["top_scores"].numpy(),
+        atol=1e-5,
+    )
+
+
+def test_channels_first_model_matches_channels_last():
+    last = vqa(vocabulary=VOCABULARY, answers=ANSWERS, max_length=6, units=32)
+    first = vqa(
+        vocabulary=VOCABULARY,
+        answers=ANSWERS,
+        max_length=6,
+        units=32,
+        input_shape=(3, 48, 48),
+        data_format="channels_first",
+    )
+    first.set_weights(last.get_weights())
+    images = np.random.default_rng(1).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    questions = tf.constant(["how many circle", "what is the colour"])
+    np.testing.assert_allclose(
+        first.answer(images.transpose(0, 3, 1, 2), questions)["top_scores"].numpy(),
+        last.answer(images, questions)["top_scores"].numpy(),
+        atol=1e-5,
+    )
+
+
+def test_bad_model_settings_are_value_errors():
+    for kwargs, message in (
+        ({"fusion": "sum"}, "Invalid fusion 'sum'"),
+        ({"rnn": "transformer"}, "Invalid rnn 'transformer'"),
+        ({"answers": ["yes"]}, "need at least 2 distinct answers"),
+        ({"film_blocks": -1}, "Invalid film_blocks -1"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            vqa(**{"vocabulary": VOCABULARY, "answers": ANSWERS, **kwargs})
+
+
+# Training, evaluation and export --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_vqa(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vqa")
+    result = kerasnotes.train(
+        "vqa",
+        overrides=QUICK_VQA,
+        run_dir=str(root / "run"),
+        export_dir=str(root / "saved_models"),
+        echo=lambda line: None,
+    )
+    return result, root
+
+
+def test_vqa_learns_held_out_questions(trained_vqa):
+    result, _ = trained_vqa
+    metrics = json.load(open(os.path.join(result.run_dir, "metrics.json")))
+    # Answering each type's most common training answer scores about 0.33 here.
+    assert metrics["vqa_accuracy"] > 0.45, metrics
+    assert set(metrics["vqa_accuracy_by_type"]) == set(QUESTION_TYPES)
+    assert metrics["vqa_accuracy_by_type"]["exist"] > 0.6, metrics
+    files = os.listdir(result.run_dir)
+    assert len([f for f in files if f.startswith("attention_")]) == 4
+    assert "answer_confusion.png" in files
+
+
+@pytest.fixture(scope="module")
+def scene_file(trained_vqa, tmp_path_factory):
+    """A held-out scene as a PNG file, one of its questions and the Keras model's answer."""
+    result, _ = trained_vqa
+    model = keras.models.load_model(os.path.join(result.run_dir, "model.keras"))
+    image, question, _, _ = next(iter(vqa_data.load("shapes_vqa/small").test))
+    path = tmp_path_factory.mktemp("vqa_scene") / "scene.png"
+    path.write_bytes(tf.io.encode_png(image).numpy())
+    answer = model.answer(tf.cast(image, tf.float32)[None], question[None])["answer"]
+    return path, question.numpy().decode(), answer.numpy()[0].decode()
+
+
+def test_export_answers_in_a_tensorflow_only_process(trained_vqa, scene_file):
+    result, _ = trained_vqa
+    path, question, expected = scene_file
+    manifest = json.load(open(os.path.join(result.export_dir, "assets", "kerasnotes.json")))
+    assert "[UNK]" in manifest["data"]["unknown_words"]
+    # A held-out question gets the Keras model's answer; an empty question and one of
+    # unknown words still get one of the known answers.
+    for asked in (question, "", "qqq zzz?"):
+        proc = subprocess.run(
+            [sys.executable, "-P", "-c", TF_ONLY, result.export_dir, asked, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (answer,) = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert answer == expected if asked == question else answer in manifest["data"]["answers"]
+    assert sorted(manifest["signatures"]) == ["serving_default", "serving_images"]
+
+
+def test_cli_predict_needs_a_question(trained_vqa, scene_file):
+    result, _ = trained_vqa
+    path, question, expected = scene_file
+    proc = run_cli("predict", result.export_dir, str(path), "--question", question, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["answer"] == expected and out["top_answers"][0] == expected
+    assert len(out["top_scores"]) == 5 and out["top_scores"] == sorted(out["top_scores"])[::-1]
+    for args, message in (([], "needs a question"), (["-q", "x", "--greedy"], "greedy does not")):
+        proc = run_cli("predict", result.export_dir, str(path), *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+# Real data formats ----------------------------------------------------------------------
+
+
+def _vqa_v2_fixture(root, count=12):
+    """A VQA v2 directory: COCO-named images, questions and ten answers per question."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    questions, annotations = [], []
+    for image_id in range(1, count + 1):
+        objects = [scenes.random_object(rng, 32, min_radius=0.2, max_radius=0.3)]
+        image = scenes.render(rng, objects, 32)
+        name = f"COCO_val2014_{image_id:012d}.jpg"
+        (root / "images" / name).write_bytes(tf.io.encode_jpeg(image).numpy())
+        for n, (text, answers, kind) in enumerate(
+            (
+                ("What shape is this?", [objects[0].shape] * 8 + ["blob", "thing"], "other"),
+                ("Is there a shape?", ["yes"] * 9 + ["no"], "yes/no"),
+                ("How many shapes?", ["1"] * 6 + ["one"] * 2 + ["2"] * 2, "number"),
+            )
+        ):
+            qid = image_id * 10 + n
+            questions.append({"image_id": image_id, "question": text, "question_id": qid})
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "question_id": qid,
+                    "answer_type": kind,
+                    "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(answers)],
+                }
+            )
+    (root / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(
+        json.dumps({"data_subtype": "val2014", "questions": questions})
+    )
+    (root / "v2_mscoco_val2014_annotations.json").write_text(
+        json.dumps({"annotations": annotations})
+    )
+    return root
+
+
+def test_vqa_v2_directory_trains_and_evaluates_with_ten_answers(tmp_path):
+    root = _vqa_v2_fixture(tmp_path / "vqa2")
+    data = vqa_data.load(str(root), image_size=32)
+    assert sum(data.num_examples.values()) == 36
+    _, question, answers, kind = next(iter(data.train))
+    assert answers.shape == (10,) and kind.numpy().decode() in ("other", "yes/no", "number")
+    proc = run_cli(
+        "train",
+        "vqa",
+        "--dataset",
+        str(root),
+        "--set",
+        "image_size=32",
+        "--set",
+        "answer_vocabulary_size=3",
+        "--set",
+        "units=16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--no-export",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # "blob", "thing", "no", "one", "2"... fall outside the 3 answers kept; no question
+    # loses every answer, so nothing is left out, and the data says how many answers.
+    info = json.load(open(tmp_path / "run" / "data.json"))
+    assert info["answers"] == ["yes", "1", info["answers"][2]]
+    assert info["answer_coverage"]["distinct_answers"] > 3
+    metrics = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert set(metrics["vqa_accuracy_by_type"]) <= {"other", "yes/no", "number"}
+
+
+def test_vqa_v2_errors_name_the_bad_file(tmp_path):
+    root = _vqa_v2_fixture(tmp_path / "vqa2", count=4)
+    os.remove(root / "images" / "COCO_val2014_000000000002.jpg")
+    with pytest.raises(DataError, match="COCO_val2014_000000000002.jpg.*missing"):
+        vqa_data.load(str(root))
+    (root / "v2_mscoco_val2014_annotations.json").write_bytes(b'{"annotations": "\xff"}')
+    with pytest.raises(DataError, match="annotations.json.*not UTF-8"):
+        vqa_data.load(str(root))
+    with pytest.raises(DataError, match="Unknown VQA dataset 'vqa3'"):
+        vqa_data.load("vqa3")
+
+
+def test_tfds_clevr_loads_under_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=8):
+        data = vqa_data.load("clevr", image_size=32)
+        image, question, answers, kind = next(iter(data.train))
+    assert image.shape == (32, 32, 3) and question.dtype == tf.string
+    assert answers.shape == (1,) and kind.numpy().decode() in ("yes/no", "number", "other")
+
+
+def test_bad_vqa_settings_exit_2(tmp_path):
+    for setting, expected in (
+        ("fusion=sum", "Invalid fusion 'sum'"),
+        ("answer_vocabulary_size=0", "Invalid answer_vocabulary_size 0"),
+    ):
+        proc = run_cli(
+            "train",
+            "vqa",
+            "--set",
+            "dataset=shapes_vqa/small",
+            "--set",
+            setting,
+            "--run-dir",
+            str(tmp_path / "run"),
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert expected in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "run").exists()
