@@ -148,6 +148,7 @@ def train(
       kerasnotes train captioner
       kerasnotes train captioner --set rnn=lstm --set num_layers=2 --set beam_width=5
       kerasnotes train captioner --dataset annotations/captions_train2017.json
+      kerasnotes train vqa --set fusion=concat
       kerasnotes train cnn
       kerasnotes train cnn --data-format channels_first --epochs 5
       kerasnotes train cnn --dataset mnist --set filters=[16,32] --set augmentations=[translate]

@@ -35,6 +35,14 @@ _EXAMPLE_INFO = {
         "num_examples": {},
         "source": "harness",
     },
+    "vqa": {
+        "vocabulary": ["", "[UNK]", "[start]", "what", "colour", "is", "the", "circle"],
+        "answers": ["red", "blue", "yes", "no"],
+        "max_length": 5,
+        "image_shape": [24, 24, 3],
+        "num_examples": {},
+        "source": "harness",
+    },
 }
 
 
@@ -55,12 +63,21 @@ def _example_batch(task_name: str, info: dict, data_format: str, batch_size: int
         weights[:, -2:] = 0  # Padding.
         x = {"images": images, "token_ids": ids[:, :-1]}
         return (x, ids[:, 1:], weights), images
+    if task_name == "vqa":
+        ids = rng.integers(3, len(info["vocabulary"]), size=(batch_size, info["max_length"] + 1))
+        ids[:, 0] = 2  # [start]
+        ids[0, 3:] = 0  # Padding.
+        answers = rng.integers(0, len(info["answers"]), size=batch_size)
+        targets = np.eye(len(info["answers"]), dtype="float32")[answers]
+        return ({"images": images, "question_ids": ids}, targets, None), images
     raise NotImplementedError(f"No example batch for task {task_name!r}.")
 
 
 def _expected_output_shape(task_name: str, info: dict, batch_size: int) -> tuple:
     if task_name == "image_classification":
         return (batch_size, len(info["class_names"]))
+    if task_name == "vqa":
+        return (batch_size, len(info["answers"]))
     return (batch_size, info["max_length"] + 1, len(info["vocabulary"]))
 
 
@@ -70,6 +87,10 @@ def _served_and_predicted(task_name: str, model, served, images) -> tuple:
     if task_name == "image_classification":
         scores = signature(images=tf.constant(images))["scores"].numpy()
         return scores, keras.ops.convert_to_numpy(model(images, training=False))
+    if task_name == "vqa":
+        questions = tf.constant(["what colour is the circle"] * (len(images) - 1) + [""])
+        scores = signature(images=tf.constant(images), question=questions)["top_scores"]
+        return scores.numpy(), model.answer(tf.constant(images), questions)["top_scores"].numpy()
     captions = signature(images=tf.constant(images))["caption"].numpy()
     return captions, model.caption(tf.constant(images)).numpy()
 

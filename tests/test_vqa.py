@@ -62,7 +62,9 @@ def _oracle(question, objects):
         return str(shapes.count(singular[m.group(1)]))
     if m := re.fullmatch(r"how many (\w+) (?:shapes|things) are there\?", question):
         return str(colours.count(m.group(1)))
-    if m := re.search(r"(?:is there|contain|any)(?: an?)? (\w+) (\w+)(?: in the image)?\?", question):
+    if m := re.search(
+        r"(?:is there|contain|any)(?: an?)? (\w+) (\w+)(?: in the image)?\?", question
+    ):
         present = set(zip(colours, shapes, strict=True))
         return "yes" if (m.group(1), singular[m.group(2)]) in present else "no"
     if m := re.fullmatch(r".*colou?r.* the (\w+)(?: have)?\?", question):
@@ -267,10 +269,11 @@ def trained_vqa(tmp_path_factory):
 def test_vqa_learns_held_out_questions(trained_vqa):
     result, _ = trained_vqa
     metrics = json.load(open(os.path.join(result.run_dir, "metrics.json")))
-    # Answering each type's most common training answer scores about 0.33 here.
+    # Answering each type's most common training answer scores 0.34 on this split
+    # (colour questions 0.115, shape questions 0.202).
     assert metrics["vqa_accuracy"] > 0.45, metrics
     assert set(metrics["vqa_accuracy_by_type"]) == set(QUESTION_TYPES)
-    assert metrics["vqa_accuracy_by_type"]["exist"] > 0.6, metrics
+    assert metrics["vqa_accuracy_by_type"]["colour"] > 0.4, metrics
     files = os.listdir(result.run_dir)
     assert len([f for f in files if f.startswith("attention_")]) == 4
     assert "answer_confusion.png" in files
