@@ -165,7 +165,7 @@ class Vqa:
 
         tokenizer, max_length = make_tokenizer(info["vocabulary"]), info["max_length"]
         data_format, seed = config["data_format"], config["seed"]
-        answer_ids = tf.keras.layers.StringLookup(
+        answer_ids = keras.layers.StringLookup(
             vocabulary=info["answers"], num_oov_indices=1, output_mode="int"
         )
         num_answers = len(info["answers"])
