@@ -13,7 +13,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.images import held_out_split, image_path, read_image_files, read_json, resize
+from kerasnotes.data.images import (
+    held_out_split,
+    image_path,
+    read_image_files,
+    read_json,
+    resize_uint8,
+)
 from kerasnotes.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64  # For COCO data; the embedded scenes keep their own size.
@@ -97,7 +103,10 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
         return ds.map(
-            lambda ex: (_resized(ex["image"], size, (native, native)), ex["captions"]),
+            lambda ex: (
+                ex["image"] if size == (native, native) else resize_uint8(ex["image"], size),
+                ex["captions"],
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
@@ -111,12 +120,6 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
     )
 
 
-def _resized(image, size, native):
-    if tuple(size) == tuple(native):
-        return image
-    return tf.cast(resize(image, size), tf.uint8)
-
-
 def _from_tfds(name: str, size, data_dir) -> CaptionData:
     from kerasnotes.data.images import tfds_builder
 
@@ -125,7 +128,7 @@ def _from_tfds(name: str, size, data_dir) -> CaptionData:
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
         return ds.map(
-            lambda ex: (tf.cast(resize(ex["image"], size), tf.uint8), ex["captions"]["text"]),
+            lambda ex: (resize_uint8(ex["image"], size), ex["captions"]["text"]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 

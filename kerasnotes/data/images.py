@@ -44,6 +44,11 @@ def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.round(tf.clip_by_value(image, 0.0, 255.0))
 
 
+def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """`resize`, back to uint8: how every data source stores its images."""
+    return tf.cast(resize(image, size), tf.uint8)
+
+
 def model_image_shape(image_shape, data_format: str) -> tuple[int, int, int]:
     """`(height, width, channels)` in the order a model with `data_format` takes."""
     height, width, channels = image_shape
@@ -211,7 +216,7 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         if size != (height, width):
             ds = ds.map(
-                lambda image, label: (tf.cast(resize(image, size), tf.uint8), label),
+                lambda image, label: (resize_uint8(image, size), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
         return ds
@@ -287,7 +292,7 @@ def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_i
     for i, file in enumerate(files):
         try:
             image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-            images.append(tf.cast(resize(image, size), tf.uint8).numpy())
+            images.append(resize_uint8(image, size).numpy())
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
             if not skip_bad_records:
                 reason = "missing" if isinstance(e, tf.errors.NotFoundError) else "corrupt"

@@ -15,7 +15,28 @@ import tensorflow_datasets as tfds
 
 from kerasnotes.data import scenes
 
-_SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+
+class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base of the embedded scene datasets: every split drawn from its own seed.
+
+    Subclasses set `SPLIT_SEEDS` (split name -> seed) and `_example(rng, index)`; their
+    configs have `seed` and `num_<split>` fields.
+    """
+
+    SPLIT_SEEDS: dict[str, int] = {}
+
+    def _example(self, rng: np.random.Generator, index: int) -> dict:
+        raise NotImplementedError
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download.
+        return {split: self._generate_examples(split) for split in self.SPLIT_SEEDS}
+
+    def _generate_examples(self, split: str):
+        config = self.builder_config
+        rng = np.random.default_rng([config.seed, self.SPLIT_SEEDS[split]])
+        for index in range(getattr(config, f"num_{split}")):
+            yield index, self._example(rng, index)
 
 
 @dataclasses.dataclass
@@ -27,8 +48,10 @@ class ShapesConfig(tfds.core.BuilderConfig):
     seed: int = 1234
 
 
-class Shapes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Shapes(SceneBuilder, skip_registration=True):
     """Coloured shapes on noisy backgrounds; classify the shape."""
+
+    SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
@@ -57,17 +80,9 @@ class Shapes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             supervised_keys=("image", "label"),
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download.
-        return {split: self._generate_examples(split) for split in _SPLIT_SEEDS}
-
-    def _generate_examples(self, split: str):
-        config = self.builder_config
-        rng = np.random.default_rng([config.seed, _SPLIT_SEEDS[split]])
-        count = getattr(config, f"num_{split}")
-        for index in range(count):
-            # Cycle through the classes so every split is balanced.
-            shape = scenes.SHAPES[index % len(scenes.SHAPES)]
-            obj = scenes.random_object(rng, config.image_size, shape=shape)
-            image = scenes.render(rng, [obj], config.image_size)
-            yield index, {"image": image, "label": shape}
+    def _example(self, rng, index):
+        size = self.builder_config.image_size
+        # Cycle through the classes so every split is balanced.
+        shape = scenes.SHAPES[index % len(scenes.SHAPES)]
+        obj = scenes.random_object(rng, size, shape=shape)
+        return {"image": scenes.render(rng, [obj], size), "label": shape}

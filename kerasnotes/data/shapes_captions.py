@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from kerasnotes.data import scenes
+from kerasnotes.data.shapes import SceneBuilder
 
-_SPLIT_SEEDS = {"train": 11, "validation": 12, "test": 13}
 # Object radius as a fraction of the image size: small enough for three side by side.
 _MIN_RADIUS, _MAX_RADIUS = 0.11, 0.15
 
@@ -183,8 +183,10 @@ class ShapesCaptionsConfig(tfds.core.BuilderConfig):
     seed: int = 2024
 
 
-class ShapesCaptions(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ShapesCaptions(SceneBuilder, skip_registration=True):
     """Scenes of coloured shapes, each with three to five reference captions."""
+
+    SPLIT_SEEDS = {"train": 11, "validation": 12, "test": 13}
 
     VERSION = tfds.core.Version("1.0.1")
     RELEASE_NOTES = {"1.0.0": "First release.", "1.0.1": 'Plural "crosses" (was "crosss").'}
@@ -212,14 +214,8 @@ class ShapesCaptions(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             ),
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download.
-        return {split: self._generate_examples(split) for split in _SPLIT_SEEDS}
-
-    def _generate_examples(self, split: str):
-        config = self.builder_config
-        rng = np.random.default_rng([config.seed, _SPLIT_SEEDS[split]])
-        for index in range(getattr(config, f"num_{split}")):
-            objects, relation = random_scene(rng, config.image_size)
-            image = scenes.render(rng, objects, config.image_size)
-            yield index, {"image": image, "captions": describe(objects, relation)}
+    def _example(self, rng, index):
+        size = self.builder_config.image_size
+        objects, relation = random_scene(rng, size)
+        image = scenes.render(rng, objects, size)
+        return {"image": image, "captions": describe(objects, relation)}

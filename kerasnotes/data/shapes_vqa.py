@@ -28,11 +28,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from kerasnotes.data import scenes
+from kerasnotes.data.shapes import SceneBuilder
 from kerasnotes.data.shapes_captions import random_scene
 
 QUESTION_TYPES = ("colour", "shape", "exist", "count", "relation", "compare")
 QUESTIONS_PER_SCENE = 3
-_SPLIT_SEEDS = {"train": 21, "validation": 22, "test": 23}
 _COLOUR_WORDS = ("colour", "color")
 
 
@@ -230,8 +230,10 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
     seed: int = 2025
 
 
-class ShapesVqa(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ShapesVqa(SceneBuilder, skip_registration=True):
     """Scenes of coloured shapes with three questions each, one answer per question."""
+
+    SPLIT_SEEDS = {"train": 21, "validation": 22, "test": 23}
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
@@ -261,23 +263,14 @@ class ShapesVqa(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             ),
         )
 
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download.
-        return {split: self._generate_examples(split) for split in _SPLIT_SEEDS}
-
-    def _generate_examples(self, split: str):
-        config = self.builder_config
-        rng = np.random.default_rng([config.seed, _SPLIT_SEEDS[split]])
-        for index in range(getattr(config, f"num_{split}")):
-            objects, relation = random_scene(rng, config.image_size)
-            image = scenes.render(rng, objects, config.image_size)
-            questions, answers, types = zip(*make_questions(rng, objects, relation), strict=True)
-            yield (
-                index,
-                {
-                    "image": image,
-                    "questions": list(questions),
-                    "answers": list(answers),
-                    "types": list(types),
-                },
-            )
+    def _example(self, rng, index):
+        size = self.builder_config.image_size
+        objects, relation = random_scene(rng, size)
+        image = scenes.render(rng, objects, size)
+        questions, answers, types = zip(*make_questions(rng, objects, relation), strict=True)
+        return {
+            "image": image,
+            "questions": list(questions),
+            "answers": list(answers),
+            "types": list(types),
+        }

@@ -20,7 +20,7 @@ from kerasnotes.data.images import (
     image_path,
     read_image_files,
     read_json,
-    resize,
+    resize_uint8,
 )
 from kerasnotes.errors import DataError
 
@@ -97,10 +97,6 @@ def load(
     return _from_clevr(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir)
 
 
-def _resized(image, size):
-    return tf.cast(resize(image, size), tf.uint8)
-
-
 def _embedded(name: str, size, data_dir) -> VqaData:
     from kerasnotes.data.shapes_vqa import QUESTIONS_PER_SCENE, ShapesVqa
 
@@ -112,8 +108,8 @@ def _embedded(name: str, size, data_dir) -> VqaData:
 
     def per_question(example):
         image = example["image"]
-        if tuple(size) != (native, native):
-            image = _resized(image, size)
+        if size != (native, native):
+            image = resize_uint8(image, size)
         count = tf.shape(example["questions"])[0]
         return tf.data.Dataset.from_tensor_slices(
             (
@@ -160,7 +156,7 @@ def _from_clevr(name: str, size, data_dir) -> VqaData:
             "yes/no",
             tf.where(tf.strings.regex_full_match(answers, r"\d+"), "number", "other"),
         )
-        image = _resized(example["image"][..., :3], size)
+        image = resize_uint8(example["image"][..., :3], size)
         return tf.data.Dataset.from_tensor_slices(
             (tf.repeat(image[None], count, axis=0), questions, answers[:, None], types)
         )

@@ -94,15 +94,16 @@ def make_tokenizer(vocabulary) -> layers.TextVectorization:
     return layers.TextVectorization(vocabulary=list(vocabulary), ragged=True, name="tokenizer")
 
 
-def tokenize(tokenizer, captions, max_length: int):
+def tokenize(tokenizer, captions, max_length: int, end: bool = True):
     """Captions `(n,)` to ids `(n, max_length + 2)`: `[start]`, words, `[end]`, padding.
 
     Captions longer than `max_length` words are cut to it (and still end with `[end]`).
+    With `end=False` (questions) there is no `[end]`: ids `(n, max_length + 1)`.
     """
     words = tokenizer(captions)[:, :max_length]  # Ragged (n, None).
     column = tf.ones([words.nrows(), 1], words.dtype)
-    ids = tf.concat([column * START_ID, words, column * END_ID], 1)
-    return ids.to_tensor(0, shape=[None, max_length + 2])
+    ids = tf.concat([column * START_ID, words, *([column * END_ID] if end else [])], 1)
+    return ids.to_tensor(0, shape=[None, max_length + 1 + int(end)])
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")

@@ -36,21 +36,18 @@ from kerasnotes.layers import (
     check_data_format,
     check_positive_ints,
 )
-from kerasnotes.models.captioner import ENCODERS, build_encoder, make_tokenizer
+from kerasnotes.models import captioner
+from kerasnotes.models.captioner import RNN_TYPES, build_encoder, make_tokenizer
 from kerasnotes.registry import register_model
 
 FUSIONS = ("film", "concat", "product")
-RNN_TYPES = ("gru", "lstm")
-PAD, UNKNOWN, START = "", "[UNK]", "[start]"
-RESERVED = (PAD, UNKNOWN, START)
-START_ID = RESERVED.index(START)
+# The captioner's first reserved tokens, so its `tokenize` serves questions too.
+RESERVED = captioner.RESERVED[:3]  # "", "[UNK]", "[start]"
 
 
 def tokenize(tokenizer, questions, max_length: int):
     """Questions `(n,)` to ids `(n, max_length + 1)`: `[start]`, words (cut), padding."""
-    words = tokenizer(questions)[:, :max_length]
-    start = tf.fill([words.nrows(), 1], tf.constant(START_ID, words.dtype))
-    return tf.concat([start, words], 1).to_tensor(0, shape=[None, max_length + 1])
+    return captioner.tokenize(tokenizer, questions, max_length, end=False)
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")
@@ -118,10 +115,15 @@ class VqaModel(keras.Model):
             )
         if len(answers) < 2 or len(set(answers)) != len(answers):
             raise ValueError(f"Invalid answers {answers[:5]!r}: need at least 2 distinct answers.")
-        check_positive_ints(
-            "max_length, embedding_dim, units, attention_units, classifier_units, top_k",
-            [max_length, embedding_dim, units, attention_units, classifier_units, top_k],
-        )
+        for name, value in (
+            ("max_length", max_length),
+            ("embedding_dim", embedding_dim),
+            ("units", units),
+            ("attention_units", attention_units),
+            ("classifier_units", classifier_units),
+            ("top_k", top_k),
+        ):
+            check_positive_ints(name, [value])
         if rnn not in RNN_TYPES:
             raise ValueError(f"Invalid rnn {rnn!r}: expected one of {', '.join(RNN_TYPES)}.")
         if fusion not in FUSIONS:
@@ -130,10 +132,6 @@ class VqaModel(keras.Model):
             raise ValueError(f"Invalid film_blocks {film_blocks!r}: must be an integer >= 0.")
         if not 0 <= dropout < 1:
             raise ValueError(f"Invalid dropout {dropout!r}: must be in [0, 1).")
-        if encoder not in ENCODERS:
-            raise ValueError(
-                f"Invalid encoder {encoder!r}: expected one of {', '.join(ENCODERS)}."
-            )
         check_data_format(data_format)
         self.vocabulary = vocabulary
         self.answers = answers

@@ -68,12 +68,6 @@ def vqa_accuracy(predicted: str, answers: list[str]) -> float:
     return min(matches / min(3, len(answers)), 1.0)
 
 
-def soft_scores(answers: list[str]) -> dict[str, float]:
-    """Each distinct human answer's VQA accuracy: the soft training target."""
-    normalized = [normalize_answer(a) for a in answers]
-    return {a: vqa_accuracy(a, normalized) for a in set(normalized)}
-
-
 class Vqa:
     name = "vqa"
     derived_keys = ("input_shape", "vocabulary", "answers", "max_length")
