@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import types
 
 import keras
 import numpy as np
@@ -18,7 +19,7 @@ from kerasnotes.data import vqa as vqa_data
 from kerasnotes.data.shapes_captions import random_scene
 from kerasnotes.data.shapes_vqa import QUESTION_TYPES, make_questions
 from kerasnotes.errors import DataError
-from kerasnotes.models.vqa import RESERVED, vqa
+from kerasnotes.models.vqa import RESERVED, scene_targets, vqa
 from kerasnotes.tasks.vqa import TASK, vqa_accuracy
 from tests.conftest import run_cli
 
@@ -117,10 +118,30 @@ def test_yes_no_answers_are_balanced_and_questions_deterministic():
 def test_embedded_dataset_splits():
     data = vqa_data.load("shapes_vqa/small")
     assert data.num_examples == {"train": 6000, "validation": 600, "test": 600}
-    image, question, answers, kind = next(iter(data.test))
+    image, question, answers, kind, scene = next(iter(data.test))
     assert image.shape == (48, 48, 3) and image.dtype == tf.uint8
     assert question.dtype == tf.string and answers.shape == (1,)
     assert kind.numpy().decode() in QUESTION_TYPES
+    assert data.scene_attributes == {"shape": list(scenes.SHAPES), "colour": list(scenes.COLOURS)}
+    assert set(scene) == {"center", "shape", "colour"} and scene["center"].shape[1:] == (2,)
+
+
+def test_stored_scenes_answer_their_questions():
+    """The objects stored with each scene are the ones its questions are about."""
+    data = vqa_data.load("shapes_vqa/small")
+    checked = 0
+    for _, question, answers, kind, scene in data.test.take(300).as_numpy_iterator():
+        assert np.all((scene["center"] > 0) & (scene["center"] < 1))
+        objects = [
+            types.SimpleNamespace(
+                shape=data.scene_attributes["shape"][s], colour=data.scene_attributes["colour"][c]
+            )
+            for s, c in zip(scene["shape"], scene["colour"], strict=True)
+        ]
+        if kind.decode() in ("count", "exist", "colour", "shape"):
+            assert _oracle(question.decode(), objects) == answers[0].decode(), question
+            checked += 1
+    assert checked > 100
 
 
 # Accuracy -----------------------------------------------------------------------------
@@ -239,12 +260,48 @@ def test_channels_first_model_matches_channels_last():
     )
 
 
+def test_scene_targets_mark_the_region_of_each_object():
+    scene = {
+        # (y, x): top left, bottom right, and a padding object.
+        "center": np.array([[[0.1, 0.2], [0.6, 0.9], [-1.0, -1.0]]], np.float32),
+        "shape": np.array([[2, 0, -1]]),
+        "colour": np.array([[1, 4, -1]]),
+    }
+    targets = scene_targets(scene, (2, 2), ["shape", "colour"])
+    assert np.asarray(targets["shape"]).tolist() == [[3, 0, 0, 1]]
+    assert np.asarray(targets["colour"]).tolist() == [[2, 0, 0, 5]]
+
+
+def test_scene_loss_is_added_in_training_only():
+    model = vqa(vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 6, "colour": 6})
+    inputs = {
+        "images": np.zeros((2, 48, 48, 3), np.float32),
+        "question_ids": np.full((2, 4), 3),
+        "scene": {
+            "center": np.full((2, 1, 2), 0.5, np.float32),
+            "shape": np.array([[1], [-1]]),
+            "colour": np.array([[2], [-1]]),
+        },
+    }
+    model(inputs, training=True)
+    (loss,) = model.losses
+    assert float(loss) > 0
+    model(inputs, training=False)
+    assert not model.losses
+    plain = vqa(vocabulary=VOCABULARY, answers=ANSWERS)
+    off = vqa(
+        vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 6}, scene_weight=0
+    )
+    assert off.count_params() == plain.count_params() < model.count_params()
+
+
 def test_bad_model_settings_are_value_errors():
     for kwargs, message in (
         ({"fusion": "sum"}, "Invalid fusion 'sum'"),
         ({"rnn": "transformer"}, "Invalid rnn 'transformer'"),
         ({"answers": ["yes"]}, "need at least 2 distinct answers"),
         ({"film_blocks": -1}, "Invalid film_blocks -1"),
+        ({"scene_weight": -1}, "Invalid scene_weight -1"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             vqa(**{"vocabulary": VOCABULARY, "answers": ANSWERS, **kwargs})
@@ -284,7 +341,7 @@ def scene_file(trained_vqa, tmp_path_factory):
     """A held-out scene as a PNG file, one of its questions and the Keras model's answer."""
     result, _ = trained_vqa
     model = keras.models.load_model(os.path.join(result.run_dir, "model.keras"))
-    image, question, _, _ = next(iter(vqa_data.load("shapes_vqa/small").test))
+    image, question, *_ = next(iter(vqa_data.load("shapes_vqa/small").test))
     path = tmp_path_factory.mktemp("vqa_scene") / "scene.png"
     path.write_bytes(tf.io.encode_png(image).numpy())
     answer = model.answer(tf.cast(image, tf.float32)[None], question[None])["answer"]
@@ -417,9 +474,12 @@ def test_tfds_clevr_loads_under_mock_data():
 
     with tfds.testing.mock_data(num_examples=8):
         data = vqa_data.load("clevr", image_size=32)
-        image, question, answers, kind = next(iter(data.train))
+        image, question, answers, kind, scene = next(iter(data.train))
     assert image.shape == (32, 32, 3) and question.dtype == tf.string
     assert answers.shape == (1,) and kind.numpy().decode() in ("yes/no", "number", "other")
+    assert set(data.scene_attributes) == {"shape", "color", "material", "size"}
+    assert data.scene_attributes["shape"] == ["cube", "sphere", "cylinder"]
+    assert set(scene) == {"center", *data.scene_attributes} and scene["center"].shape[1:] == (2,)
 
 
 def test_bad_vqa_settings_exit_2(tmp_path):

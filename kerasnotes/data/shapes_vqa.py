@@ -18,6 +18,10 @@ relations are asked about two shapes placed clearly apart or about the leftmost,
 middle and rightmost of three. Yes/no answers are balanced. Every split is drawn from
 its own seed, so held-out scenes are new combinations of shapes, colours, sizes and
 positions.
+
+Each scene also carries its objects (shape, colour and centre), as CLEVR's scenes do:
+the VQA model can learn to see from them (`scene_weight`, see
+`kerasnotes.models.vqa`).
 """
 
 from __future__ import annotations
@@ -235,8 +239,11 @@ class ShapesVqa(SceneBuilder, skip_registration=True):
 
     SPLIT_SEEDS = {"train": 21, "validation": 22, "test": 23}
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "The scene's objects (shape, colour, centre) with every scene.",
+    }
     BUILDER_CONFIGS = [
         ShapesVqaConfig(name="default", description="10,000 training scenes, 48x48."),
         ShapesVqaConfig(
@@ -259,6 +266,15 @@ class ShapesVqa(SceneBuilder, skip_registration=True):
                     "questions": tfds.features.Sequence(tfds.features.Text()),
                     "answers": tfds.features.Sequence(tfds.features.Text()),
                     "types": tfds.features.Sequence(tfds.features.Text()),
+                    # The scene graph, as CLEVR has one: what is where.
+                    "objects": tfds.features.Sequence(
+                        {
+                            "shape": tfds.features.ClassLabel(names=scenes.SHAPES),
+                            "colour": tfds.features.ClassLabel(names=list(scenes.COLOURS)),
+                            # (y, x) of the centre, as fractions of the image's size.
+                            "center": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                        }
+                    ),
                 }
             ),
         )
@@ -273,4 +289,12 @@ class ShapesVqa(SceneBuilder, skip_registration=True):
             "questions": list(questions),
             "answers": list(answers),
             "types": list(types),
+            "objects": [
+                {
+                    "shape": o.shape,
+                    "colour": o.colour,
+                    "center": np.array([o.center_y, o.center_x], np.float32) / size,
+                }
+                for o in objects
+            ],
         }

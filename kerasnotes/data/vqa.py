@@ -5,6 +5,12 @@ Every source comes back as a `VqaData`: unbatched `tf.data` splits of
 one element per question with every human answer (ten in VQA v2, one in the embedded
 data and CLEVR). Question types are the embedded data's own (`colour`, `count`, ...)
 or VQA's answer types (`yes/no`, `number`, `other`) for VQA v2 and CLEVR.
+
+Datasets that know their scenes (the embedded data and CLEVR) add a fifth member, the
+scene's objects: `{"center": float32 (objects, 2), <attribute>: int64 (objects,)}`,
+each centre `(y, x)` as fractions of the image's size and each attribute an index into
+`VqaData.scene_attributes[attribute]` (the embedded data's `shape` and `colour`,
+CLEVR's `shape`, `color`, `material` and `size`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ TFDS_NAMES = ("clevr",)
 # Our splits from tfds clevr's: its test split has no answers, so its validation split
 # is our test split and ours is carved from its training split.
 _CLEVR_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "validation"}
+_CLEVR_ATTRIBUTES = ("shape", "color", "material", "size")
 
 
 @dataclasses.dataclass
@@ -41,6 +48,8 @@ class VqaData:
     num_examples: dict[str, int]  # Questions per split.
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # Attribute -> class names of the scenes' objects; empty when there are no scenes.
+    scene_attributes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Set by the VQA task from the training questions and answers.
     vocabulary: list[str] = dataclasses.field(default_factory=list)
     answers: list[str] = dataclasses.field(default_factory=list)
@@ -50,7 +59,7 @@ class VqaData:
     def train_text(self) -> tuple[list[str], list[list[str]]]:
         """Every training question and its answers (for the vocabularies)."""
         questions, answers = [], []
-        for _, question, human, _ in self.train.as_numpy_iterator():
+        for _, question, human, *_ in self.train.as_numpy_iterator():
             questions.append(question.decode("utf-8"))
             answers.append([a.decode("utf-8") for a in human])
         return questions, answers
@@ -97,8 +106,15 @@ def load(
     return _from_clevr(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir)
 
 
+def _repeated(structure, count):
+    """Every tensor of `structure` stacked `count` times (one copy per question)."""
+    return tf.nest.map_structure(lambda t: tf.repeat(t[None], count, axis=0), structure)
+
+
 def _embedded(name: str, size, data_dir) -> VqaData:
     from kerasnotes.data.shapes_vqa import QUESTIONS_PER_SCENE, ShapesVqa
+
+    attributes = ("shape", "colour")
 
     config = "small" if name.endswith("/small") else "default"
     builder = ShapesVqa(config=config, data_dir=data_dir)
@@ -111,12 +127,15 @@ def _embedded(name: str, size, data_dir) -> VqaData:
         if size != (native, native):
             image = resize_uint8(image, size)
         count = tf.shape(example["questions"])[0]
+        objects = example["objects"]
+        scene = {"center": objects["center"], **{a: objects[a] for a in attributes}}
         return tf.data.Dataset.from_tensor_slices(
             (
-                tf.repeat(image[None], count, axis=0),
+                _repeated(image, count),
                 example["questions"],
                 example["answers"][:, None],
                 example["types"],
+                _repeated(scene, count),
             )
         )
 
@@ -131,6 +150,7 @@ def _embedded(name: str, size, data_dir) -> VqaData:
             s: QUESTIONS_PER_SCENE * builder.info.splits[s].num_examples for s in splits
         },
         source=f"tfds:shapes_vqa/{config}",
+        scene_attributes={a: builder.info.features["objects"][a].names for a in attributes},
     )
 
 
@@ -156,9 +176,22 @@ def _from_clevr(name: str, size, data_dir) -> VqaData:
             "yes/no",
             tf.where(tf.strings.regex_full_match(answers, r"\d+"), "number", "other"),
         )
+        objects = example["objects"]
+        height_width = tf.cast(tf.shape(example["image"])[:2], tf.float32)
+        # Pixel coordinates are (x, y, depth) in the original image.
+        scene = {
+            "center": tf.reverse(objects["pixel_coords"][:, :2], [1]) / height_width,
+            **{a: objects[a] for a in _CLEVR_ATTRIBUTES},
+        }
         image = resize_uint8(example["image"][..., :3], size)
         return tf.data.Dataset.from_tensor_slices(
-            (tf.repeat(image[None], count, axis=0), questions, answers[:, None], types)
+            (
+                _repeated(image, count),
+                questions,
+                answers[:, None],
+                types,
+                _repeated(scene, count),
+            )
         )
 
     def read(split):
@@ -169,6 +202,7 @@ def _from_clevr(name: str, size, data_dir) -> VqaData:
         image_shape=(*size, 3),
         num_examples={part: 0 for part in _CLEVR_SPLITS},  # Unknown until read.
         source=f"tfds:{name}",
+        scene_attributes={a: builder.info.features["objects"][a].names for a in _CLEVR_ATTRIBUTES},
     )
 
 

@@ -70,7 +70,7 @@ def vqa_accuracy(predicted: str, answers: list[str]) -> float:
 
 class Vqa:
     name = "vqa"
-    derived_keys = ("input_shape", "vocabulary", "answers", "max_length")
+    derived_keys = ("input_shape", "vocabulary", "answers", "max_length", "scene_attributes")
     settings = {"vocabulary_size": 10_000, "answer_vocabulary_size": 1000}
     input_kind = "image files (JPEG, PNG, GIF, BMP) with --question"
 
@@ -139,6 +139,7 @@ class Vqa:
             "source": data.source,
             "answer_coverage": data.answer_coverage,
             "unknown_words": UNKNOWN_WORDS,
+            "scene_attributes": data.scene_attributes,
         }
 
     def builder_arguments(self, info: dict, config) -> dict:
@@ -147,12 +148,17 @@ class Vqa:
             "vocabulary": info["vocabulary"],
             "answers": info["answers"],
             "max_length": info["max_length"],
+            "scene_attributes": {
+                name: len(classes) for name, classes in info.get("scene_attributes", {}).items()
+            },
         }
 
     def batches(self, split: tf.data.Dataset, config, info, *, training: bool, num_examples=0):
         """Batched `(x, y)`: images and question ids, soft answer scores as targets.
 
-        Questions without any answer in the answer vocabulary are left out.
+        Questions without any answer in the answer vocabulary are left out. Where the
+        data has scenes, `x["scene"]` holds their objects for the scene loss, padded
+        with ids of -1.
         """
         from kerasnotes.models.captioner import make_tokenizer
         from kerasnotes.models.vqa import tokenize
@@ -164,7 +170,7 @@ class Vqa:
         )
         num_answers = len(info["answers"])
 
-        def prepare(image, question, answers, kind):
+        def prepare(image, question, answers, kind, *scene):
             ids = tokenize(tokenizer, question[None], max_length)[0]
             normalized = tf.strings.regex_replace(
                 tf.strings.lower(answers), PUNCTUATION.pattern, ""
@@ -181,10 +187,13 @@ class Vqa:
                 num_answers + 1,
             )[:num_answers]
             scores = tf.minimum(scores, 1.0)
-            return image, ids, scores
+            x = {"images": image, "question_ids": ids}
+            if scene:
+                x["scene"] = scene[0]
+            return x, scores
 
         ds = split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.filter(lambda image, ids, scores: tf.reduce_sum(scores) > 0).cache()
+        ds = ds.filter(lambda x, scores: tf.reduce_sum(scores) > 0).cache()
         if training:
             coverage = info["answer_coverage"]
             kept = (
@@ -197,21 +206,27 @@ class Vqa:
                 seed=seed,
                 reshuffle_each_iteration=True,
             )
-        ds = ds.batch(config["batch_size"])
+        # Scenes have different numbers of objects: pad them with ids of -1.
+        padding = tf.nest.map_structure(lambda s: tf.zeros([], s.dtype), ds.element_spec)
+        if "scene" in padding[0]:
+            padding[0]["scene"] = tf.nest.map_structure(
+                lambda s: tf.constant(-1, s.dtype), ds.element_spec[0]["scene"]
+            )
+        ds = ds.padded_batch(config["batch_size"], padding_values=padding)
 
-        def to_model(images, ids, scores):
-            images = tf.cast(images, tf.float32)
+        def to_model(x, scores):
+            images = tf.cast(x["images"], tf.float32)
             if data_format == "channels_first":
                 images = tf.transpose(images, [0, 3, 1, 2])
             targets = scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
-            return {"images": images, "question_ids": ids}, targets
+            return {**x, "images": images}, targets
 
         return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def test_examples(self, data, config):
         """Batches of (images in model order, questions, [answers per question], types)."""
         batches = data.test.padded_batch(config["batch_size"]).as_numpy_iterator()
-        for images, questions, answers, kinds in batches:
+        for images, questions, answers, kinds, *_ in batches:
             images = images.astype(np.float32)
             if config["data_format"] == "channels_first":
                 images = images.transpose(0, 3, 1, 2)
