@@ -260,6 +260,29 @@ def test_channels_first_model_matches_channels_last():
     )
 
 
+def test_training_batches_carry_scenes_padded_with_minus_one():
+    config = {
+        "dataset": "shapes_vqa/small",
+        "image_size": None,
+        "skip_bad_records": False,
+        "vocabulary_size": 100,
+        "answer_vocabulary_size": 100,
+        "data_format": "channels_last",
+        "seed": 0,
+        "batch_size": 32,
+    }
+    data = TASK.load_data(config)
+    info = TASK.data_info(data)
+    assert TASK.builder_arguments(info, config)["scene_attributes"] == {"shape": 6, "colour": 6}
+    x, _ = next(iter(TASK.batches(data.train, config, info, training=True, num_examples=6000)))
+    shapes, center = x["scene"]["shape"].numpy(), x["scene"]["center"].numpy()
+    assert shapes.shape == (32, 3) and center.shape == (32, 3, 2)
+    padded = shapes < 0  # One- and two-shape scenes in a batch with three-shape ones.
+    assert padded.any() and (~padded).all(axis=1).any()
+    assert np.all(shapes[padded] == -1) and np.all(center[padded] == -1)
+    assert np.all(x["scene"]["colour"].numpy()[padded] == -1)
+
+
 def test_scene_targets_mark_the_region_of_each_object():
     scene = {
         # (y, x): top left, bottom right, and a padding object.

@@ -15,8 +15,13 @@ The VQA model of the notes:
      that relations ("left of the red circle") need;
    - `"concat"`: the question concatenated to every region, then a dense layer;
    - `"product"`: every region multiplied element-wise by a projection of the question;
-4. attention over the fused regions, queried by the question (optional), and the mean
-   of the fused regions (which keeps "how many");
+4. attention over the fused regions, queried by the question (optional): the weighted
+   sums of the fused regions and of the encoder's own regions (what the attended
+   object looks like, before the question changed it: colour questions learned
+   faster with it), the mean of the fused regions, and soft counts: `COUNTERS` sigmoid
+   gates of every fused region, summed over the regions, so "how many" and "are there
+   more ... than ..." read counts rather than a softmax's shares (softmax attention
+   cannot count: its weights sum to one);
 5. a softmax over the answer vocabulary.
 
 Learning to see from answers alone is slow: one answer is a few bits about an image.
@@ -49,6 +54,7 @@ from kerasnotes.models.captioner import RNN_TYPES, build_encoder, make_tokenizer
 from kerasnotes.registry import register_model
 
 FUSIONS = ("film", "concat", "product")
+COUNTERS = 8  # Soft counts the answer classifier reads (see `VqaModel`).
 # The captioner's first reserved tokens, so its `tokenize` serves questions too.
 RESERVED = captioner.RESERVED[:3]  # "", "[UNK]", "[start]"
 
@@ -144,7 +150,7 @@ class VqaModel(keras.Model):
         dropout=0.0,
         top_k=5,
         scene_attributes=None,
-        scene_weight=1.0,
+        scene_weight=10.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -246,6 +252,8 @@ class VqaModel(keras.Model):
         self.attention = (
             BahdanauAttention(attention_units, name="attention") if attention else None
         )
+        # Soft counts: per-region gates of the fused features, summed over the regions.
+        self.counter = layers.Dense(COUNTERS, activation="sigmoid", name="counter")
         self.hidden = layers.Dense(classifier_units, activation="relu", name="hidden")
         self.dropout_layer = layers.Dropout(dropout, name="dropout")
         self.classifier = layers.Dense(len(answers), name="answer")
@@ -300,11 +308,12 @@ class VqaModel(keras.Model):
     def _answer_logits(self, regions, question_ids, training=False):
         question = self.encode_question(question_ids, training=training)
         fused = self.fuse(regions, question, training=training)
-        pooled = [question, ops.mean(fused, axis=1)]
+        pooled = [question, ops.mean(fused, axis=1), ops.sum(self.counter(fused), axis=1)]
         weights = None
         if self.attention is not None:
             context, weights = self.attention(ops.expand_dims(question, 1), fused)
-            pooled.append(context[:, 0])
+            # What the attended regions hold, fused and as the encoder saw them.
+            pooled += [context[:, 0], ops.matmul(weights, regions)[:, 0]]
             weights = weights[:, 0]
         x = self.hidden(ops.concatenate(pooled, axis=-1))
         return self.classifier(self.dropout_layer(x, training=training)), weights
@@ -378,7 +387,7 @@ class VqaModel(keras.Model):
 @register_model(
     "vqa",
     task="vqa",
-    training_defaults={"epochs": 8, "batch_size": 64, "learning_rate": 2e-3},
+    training_defaults={"epochs": 6, "batch_size": 64, "learning_rate": 2e-3},
 )
 def vqa(
     vocabulary=(*RESERVED, "what"),
@@ -402,7 +411,7 @@ def vqa(
     dropout=0.0,
     top_k=5,
     scene_attributes=None,
-    scene_weight=1.0,
+    scene_weight=10.0,
     name="vqa",
 ):
     """CNN image encoder + RNN question encoder, fused (FiLM by default), answer softmax.
