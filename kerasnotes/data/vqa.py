@@ -36,6 +36,8 @@ TFDS_NAMES = ("clevr",)
 # Our splits from tfds clevr's: its test split has no answers, so its validation split
 # is our test split and ours is carved from its training split.
 _CLEVR_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "validation"}
+# The attributes of the scenes' objects that the scene loss learns.
+_EMBEDDED_ATTRIBUTES = ("shape", "colour")
 _CLEVR_ATTRIBUTES = ("shape", "color", "material", "size")
 
 
@@ -114,8 +116,6 @@ def _repeated(structure, count):
 def _embedded(name: str, size, data_dir) -> VqaData:
     from kerasnotes.data.shapes_vqa import QUESTIONS_PER_SCENE, ShapesVqa
 
-    attributes = ("shape", "colour")
-
     config = "small" if name.endswith("/small") else "default"
     builder = ShapesVqa(config=config, data_dir=data_dir)
     builder.download_and_prepare()
@@ -128,7 +128,7 @@ def _embedded(name: str, size, data_dir) -> VqaData:
             image = resize_uint8(image, size)
         count = tf.shape(example["questions"])[0]
         objects = example["objects"]
-        scene = {"center": objects["center"], **{a: objects[a] for a in attributes}}
+        scene = {"center": objects["center"], **{a: objects[a] for a in _EMBEDDED_ATTRIBUTES}}
         return tf.data.Dataset.from_tensor_slices(
             (
                 _repeated(image, count),
@@ -150,7 +150,9 @@ def _embedded(name: str, size, data_dir) -> VqaData:
             s: QUESTIONS_PER_SCENE * builder.info.splits[s].num_examples for s in splits
         },
         source=f"tfds:shapes_vqa/{config}",
-        scene_attributes={a: builder.info.features["objects"][a].names for a in attributes},
+        scene_attributes={
+            a: builder.info.features["objects"][a].names for a in _EMBEDDED_ATTRIBUTES
+        },
     )
 
 
