@@ -44,20 +44,24 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
     )
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """One small cnn run on shapes/small, exported: (TrainResult, export root)."""
+def train_quietly(model: str, overrides: list[str], root):
+    """Train `model` into `root/run`, exporting under `root/saved_models`, silently."""
     import kerasnotes
 
-    root = tmp_path_factory.mktemp("trained")
-    result = kerasnotes.train(
-        "cnn",
-        overrides=QUICK,
+    return kerasnotes.train(
+        model,
+        overrides=overrides,
         run_dir=str(root / "run"),
         export_dir=str(root / "saved_models"),
         echo=lambda line: None,
     )
-    return result, str(root / "saved_models")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One small cnn run on shapes/small, exported: (TrainResult, export root)."""
+    root = tmp_path_factory.mktemp("trained")
+    return train_quietly("cnn", QUICK, root), str(root / "saved_models")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from kerasnotes.data.shapes_captions import describe, random_scene
 from kerasnotes.errors import DataError
 from kerasnotes.models.captioner import RESERVED, captioner
 from kerasnotes.tasks.captioning import caption_scores, words
-from tests.conftest import run_cli
+from tests.conftest import run_cli, train_quietly
 
 QUICK_CAPTIONER = [
     "dataset=shapes_captions/small",
@@ -222,14 +222,7 @@ def test_metrics_come_from_the_coco_caption_scorers():
 @pytest.fixture(scope="module")
 def trained_captioner(tmp_path_factory):
     root = tmp_path_factory.mktemp("captioner")
-    result = kerasnotes.train(
-        "captioner",
-        overrides=QUICK_CAPTIONER,
-        run_dir=str(root / "run"),
-        export_dir=str(root / "saved_models"),
-        echo=lambda line: None,
-    )
-    return result, root
+    return train_quietly("captioner", QUICK_CAPTIONER, root), root
 
 
 def test_captioner_learns_to_describe_held_out_scenes(trained_captioner):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import kerasnotes
 from kerasnotes.data import scenes
 from kerasnotes.data import vqa as vqa_data
 from kerasnotes.data.shapes_captions import random_scene
@@ -21,7 +20,7 @@ from kerasnotes.data.shapes_vqa import QUESTION_TYPES, make_questions
 from kerasnotes.errors import DataError
 from kerasnotes.models.vqa import RESERVED, scene_targets, vqa
 from kerasnotes.tasks.vqa import TASK, vqa_accuracy
-from tests.conftest import run_cli
+from tests.conftest import run_cli, train_quietly
 
 QUICK_VQA = [
     "dataset=shapes_vqa/small",
@@ -336,14 +335,7 @@ def test_bad_model_settings_are_value_errors():
 @pytest.fixture(scope="module")
 def trained_vqa(tmp_path_factory):
     root = tmp_path_factory.mktemp("vqa")
-    result = kerasnotes.train(
-        "vqa",
-        overrides=QUICK_VQA,
-        run_dir=str(root / "run"),
-        export_dir=str(root / "saved_models"),
-        echo=lambda line: None,
-    )
-    return result, root
+    return train_quietly("vqa", QUICK_VQA, root), root
 
 
 def test_vqa_learns_held_out_questions(trained_vqa):

@@ -79,14 +79,19 @@ def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.T
     return images
 
 
+def read_bytes(path: str, what: str) -> bytes:
+    """The contents of file `path`, or a `DataError` naming it (`what` it is)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+
+
 def serve_image_file(serve, path: str, **inputs) -> dict:
     """Run a bytes-input signature on one image file (and any other `inputs`), with
     clear errors for bad files."""
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except OSError as e:
-        raise DataError(f"Cannot read image {path!r}: {e.strerror}.") from None
+    content = read_bytes(path, "image")
     try:
         return serve(image_bytes=tf.constant([content]), **inputs)
     except tf.errors.InvalidArgumentError:
@@ -251,11 +256,7 @@ def _count(info, split: str) -> int:
 
 def read_json(path: str, what: str):
     """The parsed UTF-8 JSON file `path`, or a `DataError` naming it (`what` it is)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+    raw = read_bytes(path, what)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
