@@ -127,15 +127,13 @@ def _embedded(name: str, size, data_dir) -> VqaData:
         if size != (native, native):
             image = resize_uint8(image, size)
         count = tf.shape(example["questions"])[0]
-        objects = example["objects"]
-        scene = {"center": objects["center"], **{a: objects[a] for a in _EMBEDDED_ATTRIBUTES}}
         return tf.data.Dataset.from_tensor_slices(
             (
                 _repeated(image, count),
                 example["questions"],
                 example["answers"][:, None],
                 example["types"],
-                _repeated(scene, count),
+                _repeated(example["objects"], count),
             )
         )
 
