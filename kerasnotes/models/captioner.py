@@ -5,11 +5,22 @@ The image caption generator of the notes ("an RNN with attention over the image"
 1. the encoder turns an image into a grid of region features, `(batch, regions, units)`
    (the CNN family's convolution blocks, or a `keras.applications` backbone);
 2. the decoder, word embeddings and a stack of GRU or LSTM layers started from the
-   mean of the regions, reads the caption so far;
+   mean and the maximum of the regions, reads the caption so far;
 3. at every step, additive (Bahdanau) attention scores each region against the
-   decoder's state, and the next word is predicted from the state and the attended
-   context (the state-then-attend arrangement of Luong et al., 2015, which lets
-   training run the recurrent layers over whole sequences).
+   decoder's state, and the next word is predicted from the state, the attended
+   context and the sum of the contexts attended at the earlier steps (the
+   state-then-attend arrangement of Luong et al., 2015, which lets training run the
+   recurrent layers over whole sequences).
+
+The sum of earlier contexts is what the caption has looked at so far: which objects,
+and where (the regions carry position embeddings). "left of" or "above" compares where
+the object just named is with the one attended now, and "a purple diamond and a ..."
+needs to know which diamond was named. Feeding each context back into the recurrent
+layer (input feeding, as in Show, Attend and Tell) gives the decoder the same memory,
+but makes training step through time one attention at a time; a running sum (an
+exclusive cumulative sum in training) keeps it parallel. On `shapes_captions` it
+raised held-out BLEU-4 from 0.830 to 0.876 (seed 0, default epochs) at the same step
+time, where input feeding reached 0.856 at 1.5x the step time.
 
 Training is plain `fit()` with teacher forcing: inputs `{"images", "token_ids"}`, the
 shifted tokens as targets and the padding mask as sample weights.
@@ -227,10 +238,17 @@ class Captioner(keras.Model):
     # Pieces shared by training and decoding ------------------------------------------
 
     def initial_states(self, features):
-        """Per recurrent layer, its initial states from the mean region feature."""
-        mean = ops.mean(features, axis=1)
+        """Per recurrent layer, its initial states from the mean and maximum regions.
+
+        The maximum says which features occur anywhere, which the mean blurs: whether
+        two objects of one colour are one shape twice ("two green rings") or two
+        shapes ("a green circle above a green ring"), a choice the first word makes.
+        With the maximum, held-out BLEU-4 rose from 0.876 to 0.922 (seed 0; the
+        median of seeds 0-2 is 0.923, see `benchmarks/captioner_quality.py`).
+        """
+        summary = ops.concatenate([ops.mean(features, axis=1), ops.max(features, axis=1)], -1)
         return [
-            list(ops.split(dense(mean), self.num_states, axis=-1))
+            list(ops.split(dense(summary), self.num_states, axis=-1))
             for dense in self.initial_state_layers
         ]
 
@@ -243,14 +261,14 @@ class Captioner(keras.Model):
         # built on construction (and `load_model` finds every variable).
         regions = self.encoder.output_shape[1]
         for dense in self.initial_state_layers:
-            dense.build((None, self.units))
+            dense.build((None, 2 * self.units))
         self.embedding.build((None, None))
         width = self.embedding_dim
         for rnn_layer in self.rnn_layers:
             rnn_layer.build((None, None, width))
             width = self.units
         self.attention.build((None, None, self.units), (None, regions, self.units))
-        self.classifier.build((None, None, 2 * self.units))
+        self.classifier.build((None, None, 3 * self.units))
         self.built = True
 
     def call(self, inputs, training=False):
@@ -261,21 +279,28 @@ class Captioner(keras.Model):
         for rnn_layer, initial in zip(self.rnn_layers, states, strict=True):
             x, *_ = rnn_layer(x, initial_state=initial, training=training)
         context, _ = self.attention(x, features)  # (batch, time, units)
-        x = self.dropout_layer(ops.concatenate([x, context], axis=-1), training=training)
+        seen = ops.cumsum(context, axis=1) - context  # Contexts of the earlier steps.
+        x = ops.concatenate([x, context, seen], axis=-1)
+        x = self.dropout_layer(x, training=training)
         return self.classifier(x)  # (batch, time, vocabulary)
 
     # Decoding ---------------------------------------------------------------------------
 
-    def _step(self, tokens, states, features, projected):
-        """One decoding step for `tokens` (n,): logits, attention weights, new states."""
+    def _step(self, tokens, states, seen, features, projected):
+        """One decoding step for `tokens` (n,) after contexts summing to `seen`.
+
+        Returns the logits, the attention weights, the new states and `seen` plus this
+        step's context.
+        """
         x = self.embedding(tokens)  # (n, embedding_dim)
         new_states = []
         for rnn_layer, layer_states in zip(self.rnn_layers, states, strict=True):
             x, layer_states = rnn_layer.cell(x, layer_states)
             new_states.append(list(layer_states))
         context, weights = self.attention(ops.expand_dims(x, 1), features, projected)
-        logits = self.classifier(ops.concatenate([x, context[:, 0]], axis=-1))
-        return logits, weights[:, 0], new_states
+        context = context[:, 0]
+        logits = self.classifier(ops.concatenate([x, context, seen], axis=-1))
+        return logits, weights[:, 0], new_states, seen + context
 
     def generate(self, images, beam_width=None, length_penalty=None, max_length=None):
         """Batched beam search in the graph; beam width 1 is greedy decoding.
@@ -297,11 +322,12 @@ class Captioner(keras.Model):
         vocabulary_size = len(self.vocabulary)
         features = self.encoder(images, training=False)
         batch, regions = tf.shape(features)[0], tf.shape(features)[1]
-        states = self.initial_states(features)
+        # The recurrent states and the sum of the contexts so far.
+        memory = (self.initial_states(features), tf.zeros_like(features[:, 0]))
         # Every image's beams side by side: (batch * beam, ...).
         features = tf.repeat(features, beam, axis=0)
         projected = self.attention.project_values(features)
-        states = tf.nest.map_structure(lambda s: tf.repeat(s, beam, axis=0), states)
+        memory = tf.nest.map_structure(lambda s: tf.repeat(s, beam, axis=0), memory)
         flat = batch * beam
         negative = tf.constant(-1e9, features.dtype)
         # Live beams never emit padding, unknown or start tokens; finished beams only
@@ -317,15 +343,15 @@ class Captioner(keras.Model):
         attention = tf.zeros([flat, 0, regions], features.dtype)
         offsets = tf.reshape(tf.range(batch) * beam, [-1, 1])
 
-        def body(t, tokens, states, scores, finished, lengths, history, attention):
-            logits, weights, states = self._step(tokens, states, features, projected)
+        def body(t, tokens, memory, scores, finished, lengths, history, attention):
+            logits, weights, *memory = self._step(tokens, *memory, features, projected)
             log_probs = tf.nn.log_softmax(tf.cast(logits, features.dtype)) + live_mask
             log_probs = tf.where(finished[:, None], finished_row, log_probs)
             total = tf.reshape(scores[:, None] + log_probs, [batch, beam * vocabulary_size])
             top_scores, top = tf.math.top_k(total, k=beam)  # (batch, beam)
             origin = tf.reshape(top // vocabulary_size + offsets, [-1])
             words = tf.cast(tf.reshape(top % vocabulary_size, [-1]), tf.int64)
-            states = tf.nest.map_structure(lambda s: tf.gather(s, origin), states)
+            memory = tf.nest.map_structure(lambda s: tf.gather(s, origin), tuple(memory))
             was_finished = tf.gather(finished, origin)
             history = tf.concat([tf.gather(history, origin), words[:, None]], axis=1)
             attention = tf.concat(
@@ -336,12 +362,12 @@ class Captioner(keras.Model):
             )
             finished = was_finished | (words == END_ID)
             scores = tf.reshape(top_scores, [-1])
-            return t + 1, words, states, scores, finished, lengths, history, attention
+            return t + 1, words, memory, scores, finished, lengths, history, attention
 
-        def cond(t, tokens, states, scores, finished, lengths, history, attention):
+        def cond(t, tokens, memory, scores, finished, lengths, history, attention):
             return (t < steps) & ~tf.reduce_all(finished)
 
-        loop_vars = (tf.constant(0), tokens, states, scores, finished, lengths, history, attention)
+        loop_vars = (tf.constant(0), tokens, memory, scores, finished, lengths, history, attention)
         invariants = tf.nest.map_structure(lambda v: tf.TensorShape(v.shape), loop_vars)
         invariants = (
             *invariants[:6],
