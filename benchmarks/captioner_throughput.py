@@ -34,7 +34,7 @@ from kerasnotes.tasks import get_task
 
 
 class HandWrittenCaptioner(keras.Model):
-    def __init__(self, vocabulary_size, units=256, embedding_dim=64, attention_units=128):
+    def __init__(self, vocabulary_size, units=256, embedding_dim=64, attention_units=64):
         super().__init__()
         self.convs = []
         for filters in (16, 32, 64):
