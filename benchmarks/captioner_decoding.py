@@ -64,11 +64,11 @@ def main():
         def step_loop():
             features = encode(images)
             projected = model.attention.project_values(features)
-            states, seen = model.initial_states(features), tf.zeros_like(features[:, 0])
+            memory = model.initial_memory(features)
             tokens = tf.fill([args.batch_size], tf.constant(START_ID, tf.int64))
             out = []
             for _ in range(steps):
-                logits, _, states, seen = step(tokens, states, seen, features, projected)
+                logits, _, *memory = step(tokens, *memory, features, projected)
                 tokens = tf.argmax(logits[:, 3:], axis=-1) + 3  # No padding, [UNK], [start].
                 out.append(tokens)
             return tf.stack(out, axis=1)

@@ -254,6 +254,14 @@ class Captioner(keras.Model):
             for dense in self.initial_state_layers
         ]
 
+    def initial_memory(self, features):
+        """What decoding carries from step to step, at its start: `(states, seen)`.
+
+        `states` are `initial_states(features)`; `seen`, the sum of the contexts so far,
+        starts at zeros. `_step` takes and returns both.
+        """
+        return self.initial_states(features), ops.zeros_like(features[:, 0])
+
     def tokenize(self, captions):
         """Captions (string tensor `(n,)`) to `[start] words [end]` ids `(n, max_length + 2)`."""
         return tokenize(self.tokenizer, captions, self.max_length)
@@ -324,8 +332,7 @@ class Captioner(keras.Model):
         vocabulary_size = len(self.vocabulary)
         features = self.encoder(images, training=False)
         batch, regions = tf.shape(features)[0], tf.shape(features)[1]
-        # The recurrent states and the sum of the contexts so far.
-        memory = (self.initial_states(features), tf.zeros_like(features[:, 0]))
+        memory = self.initial_memory(features)
         # Every image's beams side by side: (batch * beam, ...).
         features = tf.repeat(features, beam, axis=0)
         projected = self.attention.project_values(features)
