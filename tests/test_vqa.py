@@ -18,7 +18,7 @@ from kerasnotes.data import vqa as vqa_data
 from kerasnotes.data.shapes_captions import random_scene
 from kerasnotes.data.shapes_vqa import QUESTION_TYPES, make_questions
 from kerasnotes.errors import DataError
-from kerasnotes.models.vqa import RESERVED, scene_targets, vqa
+from kerasnotes.models.vqa import RESERVED, scene_counts, scene_targets, vqa
 from kerasnotes.tasks.vqa import TASK, vqa_accuracy
 from tests.conftest import run_cli, train_quietly
 
@@ -211,9 +211,10 @@ ANSWERS = ["red", "blue", "1", "2"]
 
 
 @pytest.mark.parametrize(
-    "fusion,attention", [("film", True), ("concat", False), ("product", True)]
+    "fusion,attention,scenes",
+    [("film", True, {"shape": 6, "colour": 6}), ("concat", False, None), ("product", True, None)],
 )
-def test_fusions_answer_every_question_and_round_trip(fusion, attention, tmp_path):
+def test_fusions_answer_every_question_and_round_trip(fusion, attention, scenes, tmp_path):
     model = vqa(
         vocabulary=VOCABULARY,
         answers=ANSWERS,
@@ -222,6 +223,7 @@ def test_fusions_answer_every_question_and_round_trip(fusion, attention, tmp_pat
         attention=attention,
         units=32,
         top_k=3,
+        scene_attributes=scenes,  # With scenes, the counting answer too.
     )
     images = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
     questions = tf.constant(["What colour is the circle?", "", "zebra xylophone"])
@@ -294,6 +296,38 @@ def test_scene_targets_mark_the_region_of_each_object():
     assert np.asarray(targets["colour"]).tolist() == [[2, 0, 0, 5]]
 
 
+def test_scene_counts_count_each_kind_of_object():
+    scene = {
+        "shape": np.array([[2, 0, -1], [1, 1, 1]]),
+        "colour": np.array([[1, 4, -1], [0, 0, 3]]),
+    }
+    counts = np.asarray(scene_counts(scene, {"shape": 3, "colour": 5}))
+    assert counts.shape == (2, 15)
+    # A kind is shape * 5 + colour; the padding object (-1) counts nowhere.
+    expected = np.zeros((2, 15))
+    expected[0, [2 * 5 + 1, 0 * 5 + 4]] = 1
+    expected[1, 1 * 5 + 0], expected[1, 1 * 5 + 3] = 2, 1
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_counting_answer_trains_alone_and_in_the_sum():
+    model = vqa(vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 2, "colour": 3})
+    x = {"images": np.zeros((2, 48, 48, 3), np.float32), "question_ids": np.full((2, 4), 3)}
+    y = np.eye(4, dtype=np.float32)[[0, 3]]
+    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    assert model.inventory(model.encoder(x["images"])).shape == (2, 6)
+    y_pred = model(x, training=True)
+    with_counting = float(model.compute_loss(x, y, y_pred, training=True))
+    assert model._counting_logits is None  # Used once.
+    plain = float(model.compute_loss(x, y, y_pred, training=False))
+    # The counting answer's own cross-entropy (batch norm in inference mode would
+    # change the regions, so take them as training saw them).
+    regions = model.encoder(x["images"], training=True)
+    counting = model.counting_logits(regions, model.encode_question(x["question_ids"]))
+    alone = float(np.mean(keras.losses.categorical_crossentropy(y, counting, from_logits=True)))
+    assert with_counting == pytest.approx(plain + alone, rel=1e-4)
+
+
 def test_scene_loss_is_added_in_training_only():
     model = vqa(vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 6, "colour": 6})
     inputs = {
@@ -312,9 +346,20 @@ def test_scene_loss_is_added_in_training_only():
     assert not model.losses
     plain = vqa(vocabulary=VOCABULARY, answers=ANSWERS)
     off = vqa(
-        vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 6}, scene_weight=0
+        vocabulary=VOCABULARY,
+        answers=ANSWERS,
+        scene_attributes={"shape": 6},
+        scene_weight=0,
+        inventory_weight=0,
     )
     assert off.count_params() == plain.count_params() < model.count_params()
+    # The inventory's loss alone, without the scene heads.
+    counting_only = vqa(
+        vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 6}, scene_weight=0
+    )
+    counting_only(inputs, training=True)
+    (loss,) = counting_only.losses
+    assert float(loss) > 0
 
 
 def test_bad_model_settings_are_value_errors():
@@ -324,6 +369,8 @@ def test_bad_model_settings_are_value_errors():
         ({"answers": ["yes"]}, "need at least 2 distinct answers"),
         ({"film_blocks": -1}, "Invalid film_blocks -1"),
         ({"scene_weight": -1}, "Invalid scene_weight -1"),
+        ({"inventory_weight": "x"}, "Invalid inventory_weight 'x'"),
+        ({"count_filters": 0}, "Invalid count_filters 0"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             vqa(**{"vocabulary": VOCABULARY, "answers": ANSWERS, **kwargs})

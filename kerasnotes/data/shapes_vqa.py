@@ -20,8 +20,8 @@ its own seed, so held-out scenes are new combinations of shapes, colours, sizes 
 positions.
 
 Each scene also carries its objects (shape, colour and centre), as CLEVR's scenes do:
-the VQA model can learn to see from them (`scene_weight`, see
-`kerasnotes.models.vqa`).
+the VQA model can learn to see and to count from them (`scene_weight` and
+`inventory_weight`, see `kerasnotes.models.vqa`).
 """
 
 from __future__ import annotations
