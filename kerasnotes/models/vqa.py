@@ -25,14 +25,14 @@ The VQA model of the notes:
 5. where the data knows its scenes, a counting answer beside that classifier's
    (`inventory_weight`): from every region, the density of each kind of object (each
    combination of attribute values: "red circle") is summed into the image's
-   inventory, trained against the scenes' true counts; `count_filters` question-chosen soft selections of
-   kinds (one selection per attribute, multiplied: "red" x "any shape") pick objects
-   from it, and a small classifier answers from each selection's total and its
-   histogram per attribute. Its logits are added to the visual answer's, weighted by a
-   gate that the question opens (counting, existence, colour of the named shape) or
-   closes (relations, which need positions the inventory does not have), and it is
-   also trained alone (an auxiliary cross-entropy) so that its selections are learned
-   early;
+   inventory, trained against the scenes' true counts; `count_filters` soft
+   selections of kinds chosen by the question (one selection per attribute,
+   multiplied: "red" x "any shape") pick objects from it, and a small classifier
+   answers from each selection's total and its histogram per attribute. Its logits
+   are added to the visual answer's, weighted by a gate that the question opens
+   (counting, existence, colour of the named shape) or closes (relations, which need
+   positions the inventory does not have), and it is also trained alone (an
+   auxiliary cross-entropy) so that its selections are learned early;
 6. a softmax over the answer vocabulary.
 
 Learning to see from answers alone is slow: one answer is a few bits about an image.
