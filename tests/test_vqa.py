@@ -323,7 +323,8 @@ def test_counting_answer_trains_alone_and_in_the_sum():
     # The counting answer's own cross-entropy (batch norm in inference mode would
     # change the regions, so take them as training saw them).
     regions = model.encoder(x["images"], training=True)
-    counting = model.counting_logits(regions, model.encode_question(x["question_ids"]))
+    question = model.encode_question(x["question_ids"])
+    counting = model.counting_logits(model.inventory(regions), question)
     alone = float(np.mean(keras.losses.categorical_crossentropy(y, counting, from_logits=True)))
     assert with_counting == pytest.approx(plain + alone, rel=1e-4)
 

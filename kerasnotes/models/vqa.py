@@ -338,7 +338,8 @@ class VqaModel(keras.Model):
         # Every shape follows from the constructor's arguments: build on construction,
         # so `load_model` finds every variable.
         regions = self.encoder(ops.zeros((1, *self.image_shape)))
-        self._answer_logits(regions, ops.zeros((1, self.max_length + 1), "int32"))
+        question_ids = ops.zeros((1, self.max_length + 1), "int32")
+        self._answer_logits(regions, self.inventory(regions), question_ids)
         for head in self.scene_heads:
             head(regions)
         self.built = True
@@ -372,9 +373,9 @@ class VqaModel(keras.Model):
     def answer_logits(self, images, question_ids, training=False):
         """`(logits, attention weights or None)`."""
         regions = self.encoder(images, training=training)
-        return self._answer_logits(regions, question_ids, training)
+        return self._answer_logits(regions, self.inventory(regions), question_ids, training)
 
-    def _answer_logits(self, regions, question_ids, training=False):
+    def _answer_logits(self, regions, inventory, question_ids, training=False):
         question = self.encode_question(question_ids, training=training)
         fused = self.fuse(regions, question, training=training)
         pooled = [question, ops.mean(fused, axis=1), ops.sum(self.counter(fused), axis=1)]
@@ -386,21 +387,24 @@ class VqaModel(keras.Model):
             weights = weights[:, 0]
         x = self.hidden(ops.concatenate(pooled, axis=-1))
         logits = self.classifier(self.dropout_layer(x, training=training))
-        if self.kinds:
-            counting = self.counting_logits(regions, question)
+        if inventory is not None:
+            counting = self.counting_logits(inventory, question)
             if training:
                 self._counting_logits = counting
             logits = logits + self.counting_gate(question) * counting
         return logits, weights
 
     def inventory(self, regions):
-        """`(batch, kinds)`: the summed densities of each kind of object over the regions."""
-        return ops.sum(self.density(regions), axis=1)
+        """`(batch, kinds)`: the summed densities of each kind of object over the regions.
 
-    def counting_logits(self, regions, question):
+        `None` without the counting answer.
+        """
+        return ops.sum(self.density(regions), axis=1) if self.kinds else None
+
+    def counting_logits(self, inventory, question):
         """The counting answer's logits, from the inventory and the question."""
         # The inventory learns from the scenes' counts alone.
-        inventory = ops.stop_gradient(self.inventory(regions))
+        inventory = ops.stop_gradient(inventory)
         sizes = list(self.scene_attributes.values())
         k = self.count_filters
         selected = ops.reshape(inventory, (-1, 1, *sizes))  # (batch, 1, n1, n2, ...)
@@ -428,7 +432,7 @@ class VqaModel(keras.Model):
             self._counting_logits = None
         return loss
 
-    def scene_loss(self, regions, scene):
+    def scene_loss(self, regions, inventory, scene):
         """The scene heads' mean cross-entropy and the inventory's squared count error."""
         loss = 0.0
         if self.scene_heads:
@@ -440,18 +444,17 @@ class VqaModel(keras.Model):
                 for name, head in zip(self.scene_attributes, self.scene_heads, strict=True)
             ]
             loss = self.scene_weight * ops.mean(ops.stack(losses))
-        if self.kinds:
-            error = ops.cast(self.inventory(regions), "float32") - scene_counts(
-                scene, self.scene_attributes
-            )
+        if inventory is not None:
+            error = ops.cast(inventory, "float32") - scene_counts(scene, self.scene_attributes)
             loss = loss + self.inventory_weight * ops.mean(ops.sum(error**2, axis=-1))
         return loss
 
     def call(self, inputs, training=False):
         regions = self.encoder(inputs["images"], training=training)
+        inventory = self.inventory(regions)
         if training and (self.scene_heads or self.kinds) and "scene" in inputs:
-            self.add_loss(self.scene_loss(regions, inputs["scene"]))
-        logits, _ = self._answer_logits(regions, inputs["question_ids"], training)
+            self.add_loss(self.scene_loss(regions, inventory, inputs["scene"]))
+        logits, _ = self._answer_logits(regions, inventory, inputs["question_ids"], training)
         return logits
 
     def answer(self, images, questions, top_k=None):
