@@ -361,6 +361,12 @@ def test_scene_loss_is_added_in_training_only():
     counting_only(inputs, training=True)
     (loss,) = counting_only.losses
     assert float(loss) > 0
+    # The squared count error per scene, averaged: one shape-1 object, then none.
+    regions = counting_only.encoder(inputs["images"], training=True)
+    counts = np.asarray(counting_only.inventory(regions))
+    truth = np.zeros((2, 6))
+    truth[0, 1] = 1
+    assert float(loss) == pytest.approx(np.mean(np.sum((counts - truth) ** 2, axis=-1)), rel=1e-5)
 
 
 def test_bad_model_settings_are_value_errors():
