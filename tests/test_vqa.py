@@ -261,6 +261,56 @@ def test_channels_first_model_matches_channels_last():
     )
 
 
+def test_batches_hold_each_image_once_with_its_questions():
+    # Five images of one grey level each, three questions each; the answer names it.
+    levels = np.repeat(np.arange(5) * 40, 3)
+    split = tf.data.Dataset.from_tensor_slices(
+        (
+            np.broadcast_to(levels[:, None, None, None], (15, 4, 4, 3)).astype(np.uint8),
+            ["what"] * 15,
+            [[str(level)] for level in levels],
+            ["other"] * 15,
+        )
+    )
+    info = {
+        "vocabulary": [*RESERVED, "what"],
+        "answers": [str(level) for level in np.arange(5) * 40],
+        "max_length": 2,
+        "answer_coverage": {
+            "training_questions": 15,
+            "training_questions_without_known_answer": 0,
+        },
+        "questions_per_image": 3,
+    }
+    config = {"data_format": "channels_last", "seed": 0, "batch_size": 6}
+    seen = []
+    for x, targets in TASK.batches(split, config, info, training=True, num_examples=15):
+        images, index = x["images"].numpy(), x["image_index"].numpy()
+        # Shuffled by image: a batch of six questions is about two whole images.
+        assert len(images) == (2 if len(index) == 6 else 1) and len(index) == 3 * len(images)
+        answered = np.array(info["answers"], float)[targets.numpy().argmax(-1)]
+        np.testing.assert_array_equal(images[index, 0, 0, 0], answered)
+        seen += answered.tolist()
+    assert sorted(seen) == sorted(levels.tolist())
+    assert seen != levels.tolist()  # Shuffled.
+
+
+def test_an_image_index_answers_as_the_repeated_images_do():
+    model = vqa(
+        vocabulary=VOCABULARY,
+        answers=ANSWERS,
+        max_length=6,
+        scene_attributes={"shape": 6, "colour": 6},
+    )
+    images = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    index = np.array([1, 0, 1], np.int32)
+    question_ids = model.tokenize(tf.constant(["how many circle", "what colour", "is the"]))
+    once = model({"images": images, "image_index": index, "question_ids": question_ids})
+    repeated = model({"images": images[index], "question_ids": question_ids})
+    assert once.shape == (3, len(ANSWERS))
+    np.testing.assert_allclose(once.numpy(), repeated.numpy(), atol=1e-5)
+
+
 def test_training_batches_carry_scenes_padded_with_minus_one():
     config = {
         "dataset": "shapes_vqa/small",
@@ -277,7 +327,9 @@ def test_training_batches_carry_scenes_padded_with_minus_one():
     assert TASK.builder_arguments(info, config)["scene_attributes"] == {"shape": 6, "colour": 6}
     x, _ = next(iter(TASK.batches(data.train, config, info, training=True, num_examples=6000)))
     shapes, center = x["scene"]["shape"].numpy(), x["scene"]["center"].numpy()
-    assert shapes.shape == (32, 3) and center.shape == (32, 3, 2)
+    # 32 questions, three per scene, kept together: 11 images, one scene each.
+    assert x["image_index"].shape == (32,) and x["images"].shape[0] == 11
+    assert shapes.shape == (11, 3) and center.shape == (11, 3, 2)
     padded = shapes < 0  # One- and two-shape scenes in a batch with three-shape ones.
     assert padded.any() and (~padded).all(axis=1).any()
     assert np.all(shapes[padded] == -1) and np.all(center[padded] == -1)

@@ -39,6 +39,7 @@ _CLEVR_SPLITS = {"train": "train[:95%]", "validation": "train[95%:]", "test": "v
 # The attributes of the scenes' objects that the scene loss learns.
 _EMBEDDED_ATTRIBUTES = ("shape", "colour")
 _CLEVR_ATTRIBUTES = ("shape", "color", "material", "size")
+_CLEVR_QUESTIONS_PER_IMAGE = 10  # CLEVR v1.0: 699,989 training questions, 70,000 images.
 
 
 @dataclasses.dataclass
@@ -50,6 +51,8 @@ class VqaData:
     num_examples: dict[str, int]  # Questions per split.
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # About how many questions each image has; the splits list an image's together.
+    questions_per_image: int = 1
     # Attribute -> class names of the scenes' objects; empty when there are no scenes.
     scene_attributes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Set by the VQA task from the training questions and answers.
@@ -148,6 +151,7 @@ def _embedded(name: str, size, data_dir) -> VqaData:
             s: QUESTIONS_PER_SCENE * builder.info.splits[s].num_examples for s in splits
         },
         source=f"tfds:shapes_vqa/{config}",
+        questions_per_image=QUESTIONS_PER_SCENE,
         scene_attributes={
             a: builder.info.features["objects"][a].names for a in _EMBEDDED_ATTRIBUTES
         },
@@ -202,6 +206,7 @@ def _from_clevr(name: str, size, data_dir) -> VqaData:
         image_shape=(*size, 3),
         num_examples={part: 0 for part in _CLEVR_SPLITS},  # Unknown until read.
         source=f"tfds:{name}",
+        questions_per_image=_CLEVR_QUESTIONS_PER_IMAGE,
         scene_attributes={a: builder.info.features["objects"][a].names for a in _CLEVR_ATTRIBUTES},
     )
 
@@ -320,7 +325,11 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool) -> VqaData:
     most = max(len(e[2]) for e in examples)
 
     def part(name):
-        rows = [e for e in examples if e[0] in index and part_of[index[e[0]]] == name]
+        # Image by image, each image's questions together.
+        rows = sorted(
+            (e for e in examples if e[0] in index and part_of[index[e[0]]] == name),
+            key=lambda e: index[e[0]],
+        )
         ds = tf.data.Dataset.from_tensor_slices(
             (
                 np.array([index[e[0]] for e in rows], np.int64),
@@ -346,4 +355,5 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool) -> VqaData:
         num_examples={name: count for name, (_, count) in splits.items()},
         source=f"vqa-json:{os.path.abspath(path)}",
         skipped=skipped,
+        questions_per_image=max(1, round(len(examples) / len(image_ids))),
     )

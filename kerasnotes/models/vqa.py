@@ -162,10 +162,12 @@ class VqaModel(keras.Model):
         inputs: `{"images": (batch, H, W, C) or (batch, C, H, W) float pixels 0-255,
             "question_ids": (batch, time) ids from `tokenize`}`, and in training
             optionally `"scene"`: the scenes' objects for the scene loss (see
-            `scene_targets`).
+            `scene_targets`). With `"image_index"`: (questions,) ints, the row of
+            `images` each question is about, so an image with several questions is
+            encoded once: `images` (and `scene`) then hold each image once.
 
     Returns:
-        Answer logits `(batch, len(answers))`.
+        Answer logits `(questions, len(answers))`, one row per question.
     """
 
     def __init__(
@@ -454,6 +456,11 @@ class VqaModel(keras.Model):
         inventory = self.inventory(regions)
         if training and (self.scene_heads or self.kinds) and "scene" in inputs:
             self.add_loss(self.scene_loss(regions, inventory, inputs["scene"]))
+        if "image_index" in inputs:
+            # Each image was encoded once for all the questions about it.
+            index = inputs["image_index"]
+            regions = ops.take(regions, index, axis=0)
+            inventory = None if inventory is None else ops.take(inventory, index, axis=0)
         logits, _ = self._answer_logits(regions, inventory, inputs["question_ids"], training)
         return logits
 

@@ -140,6 +140,7 @@ class Vqa:
             "answer_coverage": data.answer_coverage,
             "unknown_words": UNKNOWN_WORDS,
             "scene_attributes": data.scene_attributes,
+            "questions_per_image": data.questions_per_image,
         }
 
     def builder_arguments(self, info: dict, config) -> dict:
@@ -156,9 +157,10 @@ class Vqa:
     def batches(self, split: tf.data.Dataset, config, info, *, training: bool, num_examples=0):
         """Batched `(x, y)`: images and question ids, soft answer scores as targets.
 
-        Questions without any answer in the answer vocabulary are left out. Where the
-        data has scenes, `x["scene"]` holds their objects for the scene loss, padded
-        with ids of -1.
+        A batch holds each distinct image once, with `x["image_index"]`, the row of
+        each question's image (see `VqaModel`). Questions without any answer in the
+        answer vocabulary are left out. Where the data has scenes, `x["scene"]` holds
+        their objects (one row per image) for the scene loss, padded with ids of -1.
         """
         from kerasnotes.models.captioner import make_tokenizer
         from kerasnotes.models.vqa import tokenize
@@ -194,32 +196,50 @@ class Vqa:
 
         ds = split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.filter(lambda x, scores: tf.reduce_sum(scores) > 0).cache()
-        if training:
-            coverage = info["answer_coverage"]
-            kept = (
-                coverage["training_questions"]
-                - coverage["training_questions_without_known_answer"]
-            )
-            ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
-            ds = ds.shuffle(
-                max(1, min(num_examples or 10_000, 30_000)),
-                seed=seed,
-                reshuffle_each_iteration=True,
-            )
         # Scenes have different numbers of objects: pad them with ids of -1.
         padding = tf.nest.map_structure(lambda s: tf.zeros([], s.dtype), ds.element_spec)
         if "scene" in padding[0]:
             padding[0]["scene"] = tf.nest.map_structure(
                 lambda s: tf.constant(-1, s.dtype), ds.element_spec[0]["scene"]
             )
+        if training:
+            coverage = info["answer_coverage"]
+            kept = (
+                coverage["training_questions"]
+                - coverage["training_questions_without_known_answer"]
+            )
+            # Shuffled in blocks of consecutive questions, which the data lists image by
+            # image, so that an image's questions stay in one batch and `to_model`
+            # encodes the image once for all of them.
+            block = max(1, int(info.get("questions_per_image", 1)))
+            if block > 1:
+                ds = ds.padded_batch(block, padding_values=padding)
+            ds = ds.shuffle(
+                max(1, min(num_examples or 10_000, 30_000) // block),
+                seed=seed,
+                reshuffle_each_iteration=True,
+            )
+            if block > 1:
+                ds = ds.unbatch()
+            ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
         ds = ds.padded_batch(config["batch_size"], padding_values=padding)
 
         def to_model(x, scores):
-            images = tf.cast(x["images"], tf.float32)
+            # Each distinct image once, and for every question the row of its image.
+            pixels = x["images"]
+            rows = tf.reshape(pixels, [tf.shape(pixels)[0], -1])
+            _, image_index = tf.raw_ops.UniqueV2(x=rows, axis=[0])
+            first = tf.math.unsorted_segment_min(
+                tf.range(tf.size(image_index)), image_index, tf.reduce_max(image_index) + 1
+            )
+            images = tf.cast(tf.gather(pixels, first), tf.float32)
             if data_format == "channels_first":
                 images = tf.transpose(images, [0, 3, 1, 2])
+            x = {**x, "images": images, "image_index": image_index}
+            if "scene" in x:
+                x["scene"] = tf.nest.map_structure(lambda t: tf.gather(t, first), x["scene"])
             targets = scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
-            return {**x, "images": images}, targets
+            return x, targets
 
         return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
