@@ -221,7 +221,11 @@ class Vqa:
             )
             if block > 1:
                 ds = ds.unbatch()
-            ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
+        else:
+            # Counted once (which fills the cache): Keras warns about data of unknown
+            # length when it runs out.
+            kept = int(ds.reduce(0, lambda count, _: count + 1))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
         ds = ds.padded_batch(config["batch_size"], padding_values=padding)
 
         def to_model(x, scores):
