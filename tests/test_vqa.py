@@ -375,10 +375,50 @@ def test_counting_answer_trains_alone_and_in_the_sum():
     # The counting answer's own cross-entropy (batch norm in inference mode would
     # change the regions, so take them as training saw them).
     regions = model.encoder(x["images"], training=True)
-    question = model.encode_question(x["question_ids"])
-    counting = model.counting_logits(model.inventory(regions), question)
+    question, words = model.encode_question(x["question_ids"])
+    counting = model.counting_logits(model.inventory(regions), question, words)
     alone = float(np.mean(keras.losses.categorical_crossentropy(y, counting, from_logits=True)))
     assert with_counting == pytest.approx(plain + alone, rel=1e-4)
+
+
+def test_film_blocks_see_where_each_region_is():
+    model = vqa(vocabulary=VOCABULARY, answers=ANSWERS)
+    assert model.grid == (6, 6)
+    # The same features everywhere: only the coordinates tell regions apart. The two
+    # middle rows and columns are the regions that two 3x3 blocks see no padding from.
+    regions = np.ones((1, 36, model.units), np.float32)
+    fused = np.asarray(model.fuse(regions, np.ones((1, model.units), np.float32)))
+    middle = fused.reshape(6, 6, -1)[2:4, 2:4]
+    assert np.abs(middle[0, 0] - middle[0, 1]).max() > 1e-3  # Left and right.
+    assert np.abs(middle[0, 0] - middle[1, 0]).max() > 1e-3  # Above and below.
+
+
+def test_word_groups_count_what_the_attended_words_select():
+    model = vqa(vocabulary=VOCABULARY, answers=ANSWERS, scene_attributes={"shape": 2, "colour": 3})
+    # Kinds are shape * 3 + colour: two of shape 0 (colours 0 and 2), three of shape 1.
+    inventory = np.array([[1.0, 0.0, 1.0, 0.0, 3.0, 0.0]], np.float32)
+    # One embedding dimension per word, and attention spread evenly over the words.
+    model.embedding.embeddings.assign(np.eye(len(VOCABULARY), 64, dtype=np.float32))
+    for attention in model.word_attentions:
+        attention.set_weights([np.zeros_like(w) for w in attention.get_weights()])
+    question_ids = model.tokenize(tf.constant(["what colour is the circle"]))
+    _, words = model.encode_question(question_ids)
+    shape_values, colour_values = model.word_values
+    any_word = np.zeros_like(colour_values.kernel)
+
+    def totals(shape_bias, colour_kernel, colour_bias):
+        shape_values.set_weights([np.zeros_like(shape_values.kernel), np.array(shape_bias)])
+        colour_values.set_weights([colour_kernel, np.array(colour_bias, np.float32)])
+        return np.asarray(model.word_groups(inventory, words))
+
+    # Every word selects shape 0 (or 1) and any colour, in both groups.
+    np.testing.assert_allclose(totals([20, -20], any_word, [20] * 3), [[2, 2]], atol=1e-3)
+    np.testing.assert_allclose(totals([-20, 20], any_word, [20] * 3), [[3, 3]], atol=1e-3)
+    # Only "circle" selects a colour (2): a sixth of the attention ("[start] what
+    # colour is the circle", the padding none) on one object of shape 0 and colour 2.
+    circle = np.zeros_like(colour_values.kernel)
+    circle[VOCABULARY.index("circle"), 2] = 40.0
+    np.testing.assert_allclose(totals([20, -20], circle, [-20] * 3), [[1 / 6] * 2], atol=1e-3)
 
 
 def test_scene_loss_is_added_in_training_only():

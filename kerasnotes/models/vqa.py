@@ -12,7 +12,8 @@ The VQA model of the notes:
      convolutions over the region grid whose normalised features are scaled and
      shifted by the question, `gamma(q) * x + beta(q)`, so the question decides
      what the image features compute; the 3x3 convolutions see the neighbourhood
-     that relations ("left of the red circle") need;
+     that relations ("left of the red circle") need, and each block's input has the
+     regions' coordinates beside it, as the paper's has;
    - `"concat"`: the question concatenated to every region, then a dense layer;
    - `"product"`: every region multiplied element-wise by a projection of the question;
 4. attention over the fused regions, queried by the question (optional): the weighted
@@ -28,7 +29,13 @@ The VQA model of the notes:
    inventory, trained against the scenes' true counts; `count_filters` soft
    selections of kinds chosen by the question (one selection per attribute,
    multiplied: "red" x "any shape") pick objects from it, and a small classifier
-   answers from each selection's total and its histogram per attribute. Its logits
+   answers from each selection's total and its histogram per attribute. Selections
+   made from the question's vector tend to pick the same group twice in "are there
+   more circles than squares?", so `count_filters` more are made from its words:
+   per attribute, attention over the words (scored from the question encoder's
+   states) reads each attended word's values ("circles": any colour, circle); the
+   classifier also reads the first such group's total and how much it exceeds the
+   others'. Its logits
    are added to the visual answer's, weighted by a gate that the question opens
    (counting, existence, colour of the named shape) or closes (relations, which need
    positions the inventory does not have), and it is also trained alone (an
@@ -56,6 +63,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -155,8 +163,9 @@ class VqaModel(keras.Model):
         scene_weight: weight of the scene loss (0 for none).
         inventory_weight: weight of the inventory loss; with scenes and a weight above
             0, the model has the counting answer (see the module docstring).
-        count_filters: how many selections of objects the counting answer makes
-            (two for "are there more circles than squares?").
+        count_filters: how many selections of objects the counting answer makes from
+            the question's vector, and as many from its words (two for "are there
+            more circles than squares?").
 
     Call arguments:
         inputs: `{"images": (batch, H, W, C) or (batch, C, H, W) float pixels 0-255,
@@ -275,10 +284,19 @@ class VqaModel(keras.Model):
             cnn_options={"filters": self.encoder_filters, "batch_norm": encoder_batch_norm},
         )
         self.grid = tuple(self.encoder.get_layer("regions").input.shape[1:3])
+        self.coordinates = np.stack(
+            np.meshgrid(
+                *(np.linspace(-1, 1, n, dtype="float32") for n in self.grid), indexing="ij"
+            ),
+            axis=-1,
+        )[None]  # (1, rows, columns, 2)
         self.embedding = layers.Embedding(
             len(vocabulary), embedding_dim, mask_zero=True, name="embedding"
         )
-        recurrent = (layers.GRU if rnn == "gru" else layers.LSTM)(units, name=rnn)
+        # Every word's state (for the word selections) and the final states.
+        recurrent = (layers.GRU if rnn == "gru" else layers.LSTM)(
+            units, return_sequences=True, return_state=True, name=rnn
+        )
         self.question_encoder = (
             layers.Bidirectional(recurrent, name=f"bidirectional_{rnn}")
             if bidirectional
@@ -328,11 +346,28 @@ class VqaModel(keras.Model):
                 layers.Dense(count_filters * n, activation="sigmoid", name=f"select_{a}")
                 for a, n in scene_attributes.items()
             ]
+            # Word selections: per attribute, attention over the question's words, and
+            # each attended word's attribute values.
+            self.word_attentions = [
+                layers.Dense(count_filters, name=f"word_attention_{a}") for a in scene_attributes
+            ]
+            self.word_values = [
+                layers.Dense(n, activation="sigmoid", name=f"word_select_{a}")
+                for a, n in scene_attributes.items()
+            ]
             self.counting_hidden = layers.Dense(
                 classifier_units, activation="relu", name="counting_hidden"
             )
             self.counting_classifier = layers.Dense(len(answers), name="counting_answer")
-            self.counting_gate = layers.Dense(1, activation="sigmoid", name="counting_gate")
+            # Closed at first: the visual answer learns as it would alone (relations
+            # came later with it open), while the counting answer learns from its own
+            # cross-entropy until it is worth opening for.
+            self.counting_gate = layers.Dense(
+                1,
+                activation="sigmoid",
+                bias_initializer=keras.initializers.Constant(-3.0),
+                name="counting_gate",
+            )
         self._counting_logits = None  # The last training call's, for `compute_loss`.
         self.build()
 
@@ -351,9 +386,14 @@ class VqaModel(keras.Model):
         return tokenize(self.tokenizer, questions, self.max_length)
 
     def encode_question(self, question_ids, training=False):
-        x = self.embedding(question_ids)
+        """`(question, words)`: the question's vector `(batch, units)` and its words,
+        `(embeddings, encoder states, mask)`, one row per word."""
+        embedded = self.embedding(question_ids)
         mask = self.embedding.compute_mask(question_ids)
-        return self.question_projection(self.question_encoder(x, mask=mask, training=training))
+        states, *finals = self.question_encoder(embedded, mask=mask, training=training)
+        # The final hidden states (an LSTM's come with its cells), both ways.
+        final = ops.concatenate(finals[::2] if self.rnn == "lstm" else finals, axis=-1)
+        return self.question_projection(final), (embedded, states, mask)
 
     def fuse(self, regions, question, training=False):
         """Question-conditioned region features `(batch, regions, units)`."""
@@ -364,8 +404,14 @@ class VqaModel(keras.Model):
             return self.fusion_dense(regions * ops.expand_dims(question, 1))
         rows, columns = self.grid
         x = ops.reshape(regions, (-1, rows, columns, self.units))
+        # Each region's (row, column) from -1 to 1 beside every block's input, as in
+        # FiLM's paper: "furthest to the left" is then linear in the features.
+        coordinates = ops.broadcast_to(
+            ops.convert_to_tensor(self.coordinates, dtype=x.dtype),
+            (ops.shape(x)[0], rows, columns, 2),
+        )
         for block in range(self.film_blocks):
-            x = self.film_inputs[block](x)
+            x = self.film_inputs[block](ops.concatenate([x, coordinates], axis=-1))
             h = self.film_norms[block](self.film_convs[block](x), training=training)
             gamma, beta = ops.split(self.film_generators[block](question), 2, axis=-1)
             h = (1.0 + gamma[:, None, None]) * h + beta[:, None, None]
@@ -378,7 +424,7 @@ class VqaModel(keras.Model):
         return self._answer_logits(regions, self.inventory(regions), question_ids, training)
 
     def _answer_logits(self, regions, inventory, question_ids, training=False):
-        question = self.encode_question(question_ids, training=training)
+        question, words = self.encode_question(question_ids, training=training)
         fused = self.fuse(regions, question, training=training)
         pooled = [question, ops.mean(fused, axis=1), ops.sum(self.counter(fused), axis=1)]
         weights = None
@@ -390,7 +436,7 @@ class VqaModel(keras.Model):
         x = self.hidden(ops.concatenate(pooled, axis=-1))
         logits = self.classifier(self.dropout_layer(x, training=training))
         if inventory is not None:
-            counting = self.counting_logits(inventory, question)
+            counting = self.counting_logits(inventory, question, words)
             if training:
                 self._counting_logits = counting
             logits = logits + self.counting_gate(question) * counting
@@ -403,25 +449,54 @@ class VqaModel(keras.Model):
         """
         return ops.sum(self.density(regions), axis=1) if self.kinds else None
 
-    def counting_logits(self, inventory, question):
-        """The counting answer's logits, from the inventory and the question."""
+    def counting_logits(self, inventory, question, words):
+        """The counting answer's logits, from the inventory and the question.
+
+        `words`: the question's `(embeddings, encoder states, mask)`, from
+        `encode_question`.
+        """
         # The inventory learns from the scenes' counts alone.
         inventory = ops.stop_gradient(inventory)
-        sizes = list(self.scene_attributes.values())
-        k = self.count_filters
-        selected = ops.reshape(inventory, (-1, 1, *sizes))  # (batch, 1, n1, n2, ...)
-        for axis, (layer, n) in enumerate(zip(self.selections, sizes, strict=True)):
-            shape = [n if i == axis else 1 for i in range(len(sizes))]
-            selected = selected * ops.reshape(layer(question), (-1, k, *shape))
-        axes = tuple(range(2, 2 + len(sizes)))
+        selected = self.select(inventory, [layer(question) for layer in self.selections])
         # Per selection: its total and its histogram over each attribute's classes.
+        axes = tuple(range(2, selected.ndim))
         features = [ops.sum(selected, axis=axes)[..., None]] + [
-            ops.sum(selected, axis=tuple(a for a in axes if a != 2 + i)) for i in range(len(sizes))
+            ops.sum(selected, axis=tuple(a for a in axes if a != axis)) for axis in axes
         ]
-        features = ops.reshape(ops.concatenate(features, axis=-1), (-1, k * (1 + sum(sizes))))
+        features = ops.concatenate(features, axis=-1)
+        features = ops.reshape(features, (-1, features.shape[1] * features.shape[2]))
+        # The selections of the question vector tend to pick the same group twice ("more
+        # circles than squares"); attention over the words tells the groups apart.
+        totals = self.word_groups(inventory, words)
+        # The first group's total, and how much it exceeds each other's.
+        groups = [totals[:, :1], totals[:, :1] - totals[:, 1:]]
         return self.counting_classifier(
-            self.counting_hidden(ops.concatenate([features, question], axis=-1))
+            self.counting_hidden(ops.concatenate([features, *groups, question], axis=-1))
         )
+
+    def select(self, inventory, values):
+        """`(batch, count_filters, n1, n2, ...)`: the inventory `(batch, kinds)` times
+        each attribute's selection values `(batch, count_filters, n)`."""
+        sizes = list(self.scene_attributes.values())
+        selected = ops.reshape(inventory, (-1, 1, *sizes))
+        for axis, (value, n) in enumerate(zip(values, sizes, strict=True)):
+            shape = [n if i == axis else 1 for i in range(len(sizes))]
+            selected = selected * ops.reshape(value, (-1, self.count_filters, *shape))
+        return selected
+
+    def word_groups(self, inventory, words):
+        """`(batch, count_filters)`: how many objects of the inventory each group that
+        the question's words name holds (see the module docstring)."""
+        embedded, states, mask = words
+        hidden = ops.where(ops.expand_dims(mask, -1), 0.0, -1e9)  # Padding: no attention.
+        values = [
+            ops.einsum(
+                "btk,btn->bkn", ops.softmax(attention(states) + hidden, axis=1), value(embedded)
+            )
+            for attention, value in zip(self.word_attentions, self.word_values, strict=True)
+        ]
+        selected = self.select(inventory, values)
+        return ops.sum(selected, axis=tuple(range(2, selected.ndim)))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
@@ -517,7 +592,7 @@ class VqaModel(keras.Model):
 @register_model(
     "vqa",
     task="vqa",
-    training_defaults={"epochs": 10, "batch_size": 64, "learning_rate": 2e-3},
+    training_defaults={"epochs": 6, "batch_size": 64, "learning_rate": 4e-3},
 )
 def vqa(
     vocabulary=(*RESERVED, "what"),
