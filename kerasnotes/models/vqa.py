@@ -35,11 +35,11 @@ The VQA model of the notes:
    per attribute, attention over the words (scored from the question encoder's
    states) reads each attended word's values ("circles": any colour, circle); the
    classifier also reads the first such group's total and how much it exceeds the
-   others'. Its logits
-   are added to the visual answer's, weighted by a gate that the question opens
-   (counting, existence, colour of the named shape) or closes (relations, which need
-   positions the inventory does not have), and it is also trained alone (an
-   auxiliary cross-entropy) so that its selections are learned early;
+   others'. Its logits are added to the visual answer's, weighted by a gate that
+   the question opens (counting, existence, colour of the named shape) or closes
+   (relations, which need positions the inventory does not have), closed at first;
+   it is also trained alone (an auxiliary cross-entropy) so that its selections are
+   learned early;
 6. a softmax over the answer vocabulary.
 
 Learning to see from answers alone is slow: one answer is a few bits about an image.

@@ -158,7 +158,8 @@ class Vqa:
         """Batched `(x, y)`: images and question ids, soft answer scores as targets.
 
         A batch holds each distinct image once, with `x["image_index"]`, the row of
-        each question's image (see `VqaModel`). Questions without any answer in the
+        each question's image (see `VqaModel`), unless a distribution strategy
+        (`config["strategy"]`) splits the batches. Questions without any answer in the
         answer vocabulary are left out. Where the data has scenes, `x["scene"]` holds
         their objects (one row per image) for the scene loss, padded with ids of -1.
         """
@@ -228,22 +229,28 @@ class Vqa:
         ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
         ds = ds.padded_batch(config["batch_size"], padding_values=padding)
 
+        # A distribution strategy splits every input along its first axis, images and
+        # questions alike: each image once only where one replica takes whole batches.
+        once = config.get("strategy", "default") == "default"
+
         def to_model(x, scores):
-            # Each distinct image once, and for every question the row of its image.
             pixels = x["images"]
-            rows = tf.reshape(pixels, [tf.shape(pixels)[0], -1])
-            _, image_index = tf.raw_ops.UniqueV2(x=rows, axis=[0])
-            first = tf.math.unsorted_segment_min(
-                tf.range(tf.size(image_index)), image_index, tf.reduce_max(image_index) + 1
-            )
-            images = tf.cast(tf.gather(pixels, first), tf.float32)
+            if once:
+                # Each distinct image once, and for every question the row of its image.
+                rows = tf.reshape(pixels, [tf.shape(pixels)[0], -1])
+                _, image_index = tf.raw_ops.UniqueV2(x=rows, axis=[0])
+                first = tf.math.unsorted_segment_min(
+                    tf.range(tf.size(image_index)), image_index, tf.reduce_max(image_index) + 1
+                )
+                pixels = tf.gather(pixels, first)
+                x = {**x, "image_index": image_index}
+                if "scene" in x:
+                    x["scene"] = tf.nest.map_structure(lambda t: tf.gather(t, first), x["scene"])
+            images = tf.cast(pixels, tf.float32)
             if data_format == "channels_first":
                 images = tf.transpose(images, [0, 3, 1, 2])
-            x = {**x, "images": images, "image_index": image_index}
-            if "scene" in x:
-                x["scene"] = tf.nest.map_structure(lambda t: tf.gather(t, first), x["scene"])
             targets = scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
-            return x, targets
+            return {**x, "images": images}, targets
 
         return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
