@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 # Test modules import this file again as `tests.conftest`; both share one home.
 _HOME = os.environ.get("KERASNOTES_TEST_HOME") or tempfile.mkdtemp(prefix="kerasnotes-tests-")
@@ -55,6 +56,29 @@ def train_quietly(model: str, overrides: list[str], root):
         export_dir=str(root / "saved_models"),
         echo=lambda line: None,
     )
+
+
+def train_mirrored(model: str, overrides: list[str], run_dir, metric: str) -> float:
+    """Train `model` under a mirrored strategy over two logical CPUs, in a fresh
+    process (logical devices must be set before TensorFlow starts); returns `metric`."""
+    script = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import kerasnotes
+        result = kerasnotes.train({model!r}, overrides={overrides!r} + ["strategy=mirrored"],
+                                  run_dir={str(run_dir)!r}, export_dir=None)
+        print("METRIC", result.metrics[{metric!r}])
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Strategy: MirroredStrategy, 2 replica(s)" in proc.stdout
+    return float(proc.stdout.split("METRIC")[-1])
 
 
 @pytest.fixture(scope="session")

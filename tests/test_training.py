@@ -12,7 +12,7 @@ import pytest
 import kerasnotes
 from kerasnotes import plots
 from kerasnotes.errors import TrainingError, UsageError
-from tests.conftest import QUICK, run_cli
+from tests.conftest import QUICK, run_cli, train_mirrored
 
 CHANCE = 1 / 6
 LEARNED = 0.6  # well above chance on six balanced classes
@@ -185,25 +185,7 @@ def test_resume_after_kill_9_continues_from_the_last_epoch(tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    script = textwrap.dedent(
-        f"""
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import kerasnotes
-        result = kerasnotes.train("cnn", overrides={QUICK!r} + ["strategy=mirrored"],
-                                  run_dir={str(tmp_path / "run")!r}, export_dir=None)
-        print("ACCURACY", result.metrics["accuracy"])
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Strategy: MirroredStrategy, 2 replica(s)" in proc.stdout
-    accuracy = float(proc.stdout.split("ACCURACY")[-1])
-    assert accuracy > LEARNED
+    assert train_mirrored("cnn", QUICK, tmp_path / "run", "accuracy") > LEARNED
 
 
 def test_training_error_is_a_runtime_error():

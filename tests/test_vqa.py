@@ -20,7 +20,7 @@ from kerasnotes.data.shapes_vqa import QUESTION_TYPES, make_questions
 from kerasnotes.errors import DataError
 from kerasnotes.models.vqa import RESERVED, scene_counts, scene_targets, vqa
 from kerasnotes.tasks.vqa import TASK, vqa_accuracy
-from tests.conftest import run_cli, train_quietly
+from tests.conftest import run_cli, train_mirrored, train_quietly
 
 QUICK_VQA = [
     "dataset=shapes_vqa/small",
@@ -507,25 +507,8 @@ def test_vqa_learns_held_out_questions(trained_vqa):
 def test_vqa_trains_under_a_mirrored_strategy_on_two_logical_cpus(tmp_path):
     # Replicas split every input along its first axis: batches keep an image per
     # question then (each image once would split images and questions differently).
-    script = textwrap.dedent(
-        f"""
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import kerasnotes
-        result = kerasnotes.train("vqa", overrides={QUICK_VQA!r} + ["strategy=mirrored"],
-                                  run_dir={str(tmp_path / "run")!r}, export_dir=None)
-        print("ACCURACY", result.metrics["vqa_accuracy"])
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Strategy: MirroredStrategy, 2 replica(s)" in proc.stdout
     # The most common training answer of each type scores 0.34 (see above).
-    assert float(proc.stdout.split("ACCURACY")[-1]) > 0.45
+    assert train_mirrored("vqa", QUICK_VQA, tmp_path / "run", "vqa_accuracy") > 0.45
 
 
 @pytest.fixture(scope="module")
