@@ -355,6 +355,7 @@ class VqaModel(keras.Model):
                 layers.Dense(n, activation="sigmoid", name=f"word_select_{a}")
                 for a, n in scene_attributes.items()
             ]
+            self.word_softmax = layers.Softmax(axis=1, name="word_softmax")  # Over words.
             self.counting_hidden = layers.Dense(
                 classifier_units, activation="relu", name="counting_hidden"
             )
@@ -488,11 +489,9 @@ class VqaModel(keras.Model):
         """`(batch, count_filters)`: how many objects of the inventory each group that
         the question's words name holds (see the module docstring)."""
         embedded, states, mask = words
-        hidden = ops.where(ops.expand_dims(mask, -1), 0.0, -1e9)  # Padding: no attention.
+        mask = ops.expand_dims(mask, -1)  # Padding gets no attention.
         values = [
-            ops.einsum(
-                "btk,btn->bkn", ops.softmax(attention(states) + hidden, axis=1), value(embedded)
-            )
+            ops.einsum("btk,btn->bkn", self.word_softmax(attention(states), mask), value(embedded))
             for attention, value in zip(self.word_attentions, self.word_values, strict=True)
         ]
         selected = self.select(inventory, values)
