@@ -302,12 +302,15 @@ def test_batches_hold_each_image_once_with_its_questions():
         np.testing.assert_array_equal(x["images"].numpy()[:, 0, 0, 0], answered)
 
 
-def test_an_image_index_answers_as_the_repeated_images_do():
+@pytest.mark.parametrize("fusion", ["film", "concat"])
+def test_an_image_index_answers_as_the_repeated_images_do(fusion):
+    # FiLM's first block works once per image too, before the questions modulate it.
     model = vqa(
         vocabulary=VOCABULARY,
         answers=ANSWERS,
         max_length=6,
         scene_attributes={"shape": 6, "colour": 6},
+        fusion=fusion,
     )
     images = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
     index = np.array([1, 0, 1], np.int32)

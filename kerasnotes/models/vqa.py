@@ -173,7 +173,8 @@ class VqaModel(keras.Model):
             optionally `"scene"`: the scenes' objects for the scene loss (see
             `scene_targets`). With `"image_index"`: (questions,) ints, the row of
             `images` each question is about, so an image with several questions is
-            encoded once: `images` (and `scene`) then hold each image once.
+            encoded once, and so is what FiLM's first block computes before the
+            question modulates it: `images` (and `scene`) then hold each image once.
 
     Returns:
         Answer logits `(questions, len(answers))`, one row per question.
@@ -396,8 +397,18 @@ class VqaModel(keras.Model):
         final = ops.concatenate(finals[::2] if self.rnn == "lstm" else finals, axis=-1)
         return self.question_projection(final), (embedded, states, mask)
 
-    def fuse(self, regions, question, training=False):
-        """Question-conditioned region features `(batch, regions, units)`."""
+    def fuse(self, regions, question, index=None, training=False):
+        """Question-conditioned region features `(questions, regions, units)`.
+
+        `regions`: one row per image; `index`: the row of each question's image, or
+        `None` for one image per question.
+        """
+
+        def per_question(t):
+            return t if index is None else ops.take(t, index, axis=0)
+
+        if self.fusion != "film":
+            regions = per_question(regions)
         if self.fusion == "concat":
             tiled = ops.repeat(ops.expand_dims(question, 1), ops.shape(regions)[1], axis=1)
             return self.fusion_dense(ops.concatenate([regions, tiled], axis=-1))
@@ -407,13 +418,17 @@ class VqaModel(keras.Model):
         x = ops.reshape(regions, (-1, rows, columns, self.units))
         # Each region's (row, column) from -1 to 1 beside every block's input, as in
         # FiLM's paper: "furthest to the left" is then linear in the features.
-        coordinates = ops.broadcast_to(
-            ops.convert_to_tensor(self.coordinates, dtype=x.dtype),
-            (ops.shape(x)[0], rows, columns, 2),
-        )
         for block in range(self.film_blocks):
+            coordinates = ops.broadcast_to(
+                ops.convert_to_tensor(self.coordinates, dtype=x.dtype),
+                (ops.shape(x)[0], rows, columns, 2),
+            )
             x = self.film_inputs[block](ops.concatenate([x, coordinates], axis=-1))
             h = self.film_norms[block](self.film_convs[block](x), training=training)
+            if block == 0:
+                # Until the first modulation, the features are the image's alone: they
+                # are computed once per image, then repeated for its questions.
+                x, h = per_question(x), per_question(h)
             gamma, beta = ops.split(self.film_generators[block](question), 2, axis=-1)
             h = (1.0 + gamma[:, None, None]) * h + beta[:, None, None]
             x = x + ops.relu(h)
@@ -424,9 +439,12 @@ class VqaModel(keras.Model):
         regions = self.encoder(images, training=training)
         return self._answer_logits(regions, self.inventory(regions), question_ids, training)
 
-    def _answer_logits(self, regions, inventory, question_ids, training=False):
+    def _answer_logits(self, regions, inventory, question_ids, training=False, index=None):
         question, words = self.encode_question(question_ids, training=training)
-        fused = self.fuse(regions, question, training=training)
+        fused = self.fuse(regions, question, index, training=training)
+        if index is not None:
+            regions = ops.take(regions, index, axis=0)
+            inventory = None if inventory is None else ops.take(inventory, index, axis=0)
         pooled = [question, ops.mean(fused, axis=1), ops.sum(self.counter(fused), axis=1)]
         weights = None
         if self.attention is not None:
@@ -530,12 +548,10 @@ class VqaModel(keras.Model):
         inventory = self.inventory(regions)
         if training and (self.scene_heads or self.kinds) and "scene" in inputs:
             self.add_loss(self.scene_loss(regions, inventory, inputs["scene"]))
-        if "image_index" in inputs:
-            # Each image was encoded once for all the questions about it.
-            index = inputs["image_index"]
-            regions = ops.take(regions, index, axis=0)
-            inventory = None if inventory is None else ops.take(inventory, index, axis=0)
-        logits, _ = self._answer_logits(regions, inventory, inputs["question_ids"], training)
+        # With "image_index", each image was encoded once for all the questions about it.
+        logits, _ = self._answer_logits(
+            regions, inventory, inputs["question_ids"], training, inputs.get("image_index")
+        )
         return logits
 
     def answer(self, images, questions, top_k=None):
