@@ -234,7 +234,18 @@ def train(
         num_examples=data.num_examples.get("train", 0),
     )
     validation_batches = task.batches(data.validation, config, info, training=False)
-    steps_per_epoch = math.ceil(max(1, data.num_examples.get("train", 0)) / config["batch_size"])
+    steps_per_epoch = int(train_batches.cardinality())
+    if steps_per_epoch > 0:
+        # One iterator for the whole run, `steps_per_epoch` batches an epoch. Given
+        # the data's own end instead, Keras starts a new iterator every epoch; with
+        # VQA's pipeline about every other epoch then waited about 11 s before its
+        # first step, in the C++ code that released the spent one.
+        train_batches = train_batches.repeat()
+    else:  # Of unknown length: each epoch is one pass, however long.
+        steps_per_epoch = None
+    optimizer_steps = steps_per_epoch or math.ceil(
+        max(1, data.num_examples.get("train", 0)) / config["batch_size"]
+    )
     with strategy.scope():
         try:
             net = create_model(model, **hyperparameters, **task.builder_arguments(info, config))
@@ -242,7 +253,7 @@ def train(
             raise
         except ValueError as e:  # Builders validate their hyperparameters with ValueError.
             raise ConfigError(f"Invalid configuration for {model!r}: {e}") from None
-        task.compile(net, make_optimizer(config, config["epochs"] * steps_per_epoch))
+        task.compile(net, make_optimizer(config, config["epochs"] * optimizer_steps))
 
     # Inputs are valid: only now touch the run directory.
     os.makedirs(run_dir, exist_ok=True)
@@ -277,6 +288,7 @@ def train(
         train_batches,
         validation_data=validation_batches,
         epochs=config["epochs"],
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         shuffle=False,  # The pipeline shuffles.
         verbose=1 if sys.stdout.isatty() else 2,

@@ -72,6 +72,20 @@ def test_same_seed_repeats_a_run(tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def test_each_epoch_is_one_pass_over_the_training_data(trained):
+    # Training repeats the data under one iterator, `steps_per_epoch` batches an epoch.
+    import keras
+
+    result, _ = trained
+    with open(os.path.join(result.run_dir, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(result.run_dir, "data.json")) as f:
+        examples = json.load(f)["num_examples"]["train"]
+    model = keras.saving.load_model(os.path.join(result.run_dir, "model.keras"))
+    batches = -(-examples // config["batch_size"])
+    assert int(model.optimizer.iterations) == config["epochs"] * batches
+
+
 def test_existing_run_dir_is_not_overwritten(trained):
     result, _ = trained
     before = {

@@ -424,11 +424,13 @@ class VqaModel(keras.Model):
                 (ops.shape(x)[0], rows, columns, 2),
             )
             x = self.film_inputs[block](ops.concatenate([x, coordinates], axis=-1))
-            h = self.film_norms[block](self.film_convs[block](x), training=training)
+            h = self.film_convs[block](x)
             if block == 0:
                 # Until the first modulation, the features are the image's alone: they
-                # are computed once per image, then repeated for its questions.
+                # are computed once per image, then repeated for its questions (before
+                # the batch norm, whose statistics stay those of the questions).
                 x, h = per_question(x), per_question(h)
+            h = self.film_norms[block](h, training=training)
             gamma, beta = ops.split(self.film_generators[block](question), 2, axis=-1)
             h = (1.0 + gamma[:, None, None]) * h + beta[:, None, None]
             x = x + ops.relu(h)
@@ -607,7 +609,7 @@ class VqaModel(keras.Model):
 @register_model(
     "vqa",
     task="vqa",
-    training_defaults={"epochs": 6, "batch_size": 64, "learning_rate": 4e-3},
+    training_defaults={"epochs": 7, "batch_size": 64, "learning_rate": 4e-3},
 )
 def vqa(
     vocabulary=(*RESERVED, "what"),

@@ -252,7 +252,15 @@ class Vqa:
             targets = scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
             return {**x, "images": images}, targets
 
-        return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        if training:
+            # Without tf.data's autotuning model: with it, releasing the training
+            # iterator at the end of fit() waited 5-27 s in 3 of 6 measured runs; in
+            # none of 6 without it, at the same epoch times.
+            options = tf.data.Options()
+            options.autotune.enabled = False
+            ds = ds.with_options(options)
+        return ds
 
     def test_examples(self, data, config):
         """Batches of (images in model order, questions, [answers per question], types)."""
