@@ -231,7 +231,7 @@ def export(ctx, run_dir, export_dir):
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import export_run
 
-        click.echo(f"Exported: {export_run(run_dir, export_root=export_dir)}")
+        click.echo(f"Exported: {export_run(run_dir, export_root=export_dir, echo=click.echo)}")
 
 
 @click.command()

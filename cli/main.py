@@ -2,15 +2,18 @@
 
 Subcommands are imported only when invoked, so `kerasnotes --help` is instant and does
 not import TensorFlow. Library errors become one line on stderr: exit 2 for bad usage or
-input (`kerasnotes.UsageError`), exit 1 for failures while running. `--debug` shows the
-traceback instead.
+input (`kerasnotes.UsageError`), exit 1 for failures while running. Native log lines
+(TensorFlow's `I0000` / `W0000` / `E0000`, libjpeg's warnings) are filtered out of
+stderr for the command's whole life. `--debug` shows tracebacks and native logs.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
+import threading
 
 import click
 
@@ -107,6 +110,58 @@ def _quiet_tensorflow_import() -> None:
         os.close(devnull)
 
 
+# Lines that TensorFlow's C++ code (absl / glog format, or the older dated one) and
+# libjpeg write straight to file descriptor 2, bypassing Python and its log levels.
+_NATIVE_LINE = re.compile(
+    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\]\s]+:\d+\] "
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|Corrupt JPEG data|Premature end of JPEG file|Improper call to JPEG library"
+    rb"|Invalid JPEG file structure|Not a JPEG file|Unsupported marker type|Bogus marker"
+    rb"|Warning: unknown JFIF revision|JPEG datastream contains no image)"
+)
+
+
+class NativeLogFilter:
+    """Pass the process's stderr (file descriptor 2) through, minus native log lines.
+
+    File descriptor 2 becomes a pipe that a thread reads line by line (a line ends at
+    a newline or a carriage return, so progress bars still move), forwarding every
+    line but `_NATIVE_LINE`'s to the real stderr: Python's errors, warnings and
+    progress stay visible, fatal `F` lines too.
+    """
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.stderr = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self.thread.start()
+        return self
+
+    def _pump(self, read: int) -> None:
+        pending = b""
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                *lines, pending = re.split(rb"(?<=[\n\r])", pending + chunk)
+                self._forward(lines)
+        self._forward([pending])
+
+    def _forward(self, lines: list[bytes]) -> None:
+        kept = b"".join(line for line in lines if not _NATIVE_LINE.match(line))
+        if kept:
+            os.write(self.stderr, kept)
+
+    def __exit__(self, *exc_info):
+        sys.stderr.flush()
+        os.dup2(self.stderr, 2)  # Closes the pipe: the thread forwards the rest and ends.
+        self.thread.join(timeout=5)
+        os.close(self.stderr)
+        return False
+
+
 class _Failure(click.ClickException):
     """A library error shown as one line with a chosen exit code."""
 
@@ -130,7 +185,8 @@ class handle_errors:
         if (
             exc is None
             or self.debug
-            or isinstance(exc, (click.ClickException, click.exceptions.Exit))
+            # Click ends the command quietly when the reader of stdout went away.
+            or isinstance(exc, (click.ClickException, click.exceptions.Exit, BrokenPipeError))
         ):
             return False
         from kerasnotes.errors import KerasnotesError, UsageError
@@ -149,8 +205,16 @@ class handle_errors:
 
 def main(argv=None) -> int:
     """Entry point of the `kerasnotes` console script."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in args:
+        return _main(args)
+    with NativeLogFilter():
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
-        result = cli.main(args=argv, prog_name="kerasnotes", standalone_mode=False)
+        result = cli.main(args=args, prog_name="kerasnotes", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1

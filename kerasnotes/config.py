@@ -34,12 +34,27 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "strategy": "default",
     "image_size": None,
     "skip_bad_records": False,
+    # The optimizer: SGD's momentum and Nesterov momentum, gradient clipping.
+    "momentum": None,
+    "nesterov": False,
+    "clipnorm": None,
+    "clipvalue": None,
+    # The learning-rate schedule over the run (see `kerasnotes.training`).
+    "lr_schedule": "cosine",
+    "warmup_epochs": 1.0,
+    "lr_decay_rate": 0.1,
+    "lr_decay_epochs": None,
+    # Which weights the run keeps: the best validation loss's, and early stopping.
+    "restore_best": True,
+    "early_stopping": 0,
 }
 
 STRATEGIES = ("default", "mirrored")
+LR_SCHEDULES = ("cosine", "constant", "step", "exponential", "warmup_cosine")
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 
-# Keys for which `None` is a valid value and any type is accepted.
-_FREE_KEYS = {"dataset", "image_size"}
+# Keys for which `None` is a valid value and any type is accepted (checked below).
+_FREE_KEYS = {"dataset", "image_size", "momentum", "clipnorm", "clipvalue", "lr_decay_epochs"}
 
 
 def training_keys() -> tuple[str, ...]:
@@ -244,6 +259,41 @@ def validate_training(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"Invalid strategy {config['strategy']!r}: expected one of {', '.join(STRATEGIES)}."
         )
+    for key in ("early_stopping", "warmup_epochs"):
+        if config[key] < 0:
+            raise ConfigError(f"Invalid {key} {config[key]!r}: must be at least 0.")
+    if config["lr_schedule"] not in LR_SCHEDULES:
+        raise ConfigError(
+            f"Invalid lr_schedule {config['lr_schedule']!r}: expected one of "
+            f"{', '.join(LR_SCHEDULES)}."
+        )
+    if not 0 < config["lr_decay_rate"] <= 1:
+        raise ConfigError(f"Invalid lr_decay_rate {config['lr_decay_rate']!r}: must be in (0, 1].")
+    decay_epochs = config["lr_decay_epochs"]
+    if decay_epochs is not None and not (_is_int(decay_epochs) and decay_epochs >= 1):
+        raise ConfigError(
+            f"Invalid lr_decay_epochs {decay_epochs!r}: expected a positive integer (or "
+            "null: a third of the epochs)."
+        )
+    for key in ("clipnorm", "clipvalue"):
+        value = config[key]
+        if value is not None and not (_is_number(value) and value > 0):
+            raise ConfigError(f"Invalid {key} {value!r}: expected a positive number or null.")
+    optimizer = str(config["optimizer"]).lower()
+    momentum = config["momentum"]
+    if momentum is not None:
+        if not (_is_number(momentum) and 0 <= momentum < 1):
+            raise ConfigError(f"Invalid momentum {momentum!r}: must be a number in [0, 1).")
+        if optimizer not in MOMENTUM_OPTIMIZERS:
+            raise ConfigError(
+                f"Invalid momentum {momentum!r} for optimizer {config['optimizer']!r}: "
+                f"momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}."
+            )
+    if config["nesterov"] and optimizer != "sgd":
+        raise ConfigError(
+            f"Invalid nesterov true for optimizer {config['optimizer']!r}: Nesterov "
+            "momentum applies to sgd."
+        )
     size = config["image_size"]
     if size is not None and not (
         (isinstance(size, int) and not isinstance(size, bool) and size > 0)
@@ -256,6 +306,14 @@ def validate_training(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"Invalid image_size {size!r}: expected a positive integer or [height, width]."
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def split(config: Mapping[str, Any], task_settings: Iterable[str] = ()) -> tuple[dict, dict]:

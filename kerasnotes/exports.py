@@ -1,26 +1,36 @@
 """SavedModel exports in the TensorFlow Serving layout: `<root>/<name>/<version>/`.
 
-Each version is written into a hidden temporary directory beside the versions, checked
+Each version is written into a hidden staging directory beside the versions, checked
 in a fresh process that imports only TensorFlow, and only then renamed to the next
 free number, so a server never sees a half-written or broken version. The manifest
 (builder, hyperparameters, class names, metrics, versions) is in
 `assets/kerasnotes.json`.
+
+A writer holds an exclusive lock on `.staging-<id>.lock` for as long as its staging
+directory `.staging-<id>` exists. The kernel drops the lock when the writer dies, even
+by `kill -9`, so the next export removes exactly the staging directories whose writer
+is gone and never a running writer's.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 
-from kerasnotes.errors import DataError, TrainingError, UsageError
+from kerasnotes.errors import DataError, TrainingError
+from kerasnotes.files import probe_directory
 
 MANIFEST = os.path.join("assets", "kerasnotes.json")
+STAGING_PREFIX = ".staging-"
 
 
 def versions(model_dir: str) -> list[int]:
@@ -32,17 +42,70 @@ def versions(model_dir: str) -> list[int]:
 
 def check_writable(export_root: str) -> None:
     """Fail early, before any training, if exports cannot be written under `export_root`."""
-    probe_dir = export_root
-    while not os.path.exists(probe_dir):
-        parent = os.path.dirname(os.path.abspath(probe_dir))
-        if parent == probe_dir:
-            break
-        probe_dir = parent
-    if not os.path.isdir(probe_dir) or not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"Export directory {export_root!r} is not writable ({probe_dir!r} is not a "
-            "writable directory); choose another --export-dir or pass --no-export."
-        )
+    probe_directory(
+        export_root, "Export directory", "choose another --export-dir or pass --no-export"
+    )
+
+
+@contextlib.contextmanager
+def _staging_directory(model_dir: str):
+    """A new staging directory in `model_dir`, locked for as long as it exists."""
+    staging = os.path.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+    lock = os.open(f"{staging}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.mkdir(staging)
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(f"{staging}.lock")
+    finally:
+        os.close(lock)
+
+
+def remove_abandoned_staging(model_dir: str) -> int:
+    """Remove the staging directories in `model_dir` whose writer is gone; their count.
+
+    A staging directory whose lock can be taken (or that has no lock file: a writer
+    older than the lock, or one killed before it locked) has no live writer.
+    """
+    if not os.path.isdir(model_dir):
+        return 0
+    removed = 0
+    for entry in sorted(os.listdir(model_dir)):
+        if not entry.startswith(STAGING_PREFIX):
+            continue
+        path = os.path.join(model_dir, entry)
+        if entry.endswith(".lock"):
+            if os.path.exists(path.removesuffix(".lock")):
+                continue  # Handled with its directory.
+            staging = None
+        elif os.path.isdir(path):
+            staging = path
+            path = f"{path}.lock"
+        else:
+            continue
+        try:
+            lock = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            lock = None
+        try:
+            if lock is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # A live writer.
+            if staging is not None and os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+                removed += 1
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        finally:
+            if lock is not None:
+                os.close(lock)
+    return removed
 
 
 def _encode(value):
@@ -76,17 +139,35 @@ def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
 
 
 def write_export(
-    model, task, *, info: dict, config: dict, manifest: dict, data, export_root: str, name: str
+    model,
+    task,
+    *,
+    info: dict,
+    config: dict,
+    manifest: dict,
+    examples,
+    export_root: str,
+    name: str,
+    echo=print,
 ) -> str:
-    """Export `model` as the next version of `<export_root>/<name>` and return its path."""
+    """Export `model` as the next version of `<export_root>/<name>`; its path.
+
+    `examples` are held-out examples (a `tf.data.Dataset`) the export is checked on.
+    Staging directories of killed writers of the same model are removed first, and
+    their number said through `echo`.
+    """
     import keras
     import tensorflow as tf
 
     check_writable(export_root)
     model_dir = os.path.join(export_root, name)
     os.makedirs(model_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=model_dir)
-    try:
+    removed = remove_abandoned_staging(model_dir)
+    if removed:
+        echo(
+            f"Removed {removed} staging director{'y' if removed == 1 else 'ies'} left by killed exports in {model_dir}."
+        )
+    with _staging_directory(model_dir) as staging:
         archive = keras.export.ExportArchive()
         archive.track(model)
         for signature, (fn, input_signature) in task.signatures(model, info, config).items():
@@ -107,7 +188,7 @@ def write_export(
         os.makedirs(os.path.join(saved_model_dir, "assets"), exist_ok=True)
         with open(os.path.join(saved_model_dir, MANIFEST), "w") as f:
             json.dump(full_manifest, f, indent=2)
-        verify(saved_model_dir, contract, task.export_examples(model, data, info, config))
+        verify(saved_model_dir, contract, task.export_examples(model, examples, info, config))
         # Publish atomically under the next free version number.
         while True:
             version = (versions(model_dir) or [0])[-1] + 1
@@ -118,8 +199,6 @@ def write_export(
             except OSError:
                 if not os.path.exists(target):
                     raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _version(package: str) -> str:

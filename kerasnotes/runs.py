@@ -7,7 +7,8 @@ from typing import Any
 
 from kerasnotes import training
 from kerasnotes.errors import DataError, UsageError
-from kerasnotes.exports import read_manifest, write_export
+from kerasnotes.exports import check_writable, read_manifest, write_export
+from kerasnotes.files import disk_full_is_a_clear_error, read_json
 from kerasnotes.registry import get_spec
 from kerasnotes.tasks import get_task, task_for_model
 
@@ -22,12 +23,23 @@ def _load_run(run_dir: str):
                 f"{run_dir!r} is not a finished run directory: {name} is missing. Give the "
                 "--run-dir of a completed `kerasnotes train`."
             )
-    saved = training.read_json(os.path.join(run_dir, training.CONFIG_FILE))
+    saved = read_json(os.path.join(run_dir, training.CONFIG_FILE))
     model = saved.pop("model")
-    info = training.read_json(os.path.join(run_dir, training.DATA_FILE))
+    info = read_json(os.path.join(run_dir, training.DATA_FILE))
     get_spec(model)  # Imports the builder's module, registering its custom layers.
     net = keras.models.load_model(os.path.join(run_dir, training.MODEL_FILE))
     return model, saved, info, net
+
+
+def _examples(run_dir: str, task, config: dict):
+    """The held-out examples an export of the run is checked on: those kept in the run
+    directory, or (for a run written before they were kept) the dataset's first ones."""
+    import tensorflow as tf
+
+    path = os.path.join(run_dir, training.EXAMPLES_DIR)
+    if os.path.isdir(path):
+        return tf.data.Dataset.load(path)
+    return task.load_data(config).test.take(training.NUM_EXAMPLES)
 
 
 def export_model(
@@ -38,9 +50,9 @@ def export_model(
     config: dict,
     info: dict,
     metrics: dict | None,
-    data,
+    run_dir: str,
     export_root: str,
-    run_dir: str | None,
+    echo=print,
 ) -> str:
     """Write the next export version of a trained model (used by train and export)."""
     from kerasnotes.config import split
@@ -53,30 +65,37 @@ def export_model(
         "training": training_settings,
         "data": info,
         "metrics": metrics,
-        "run_dir": os.path.abspath(run_dir) if run_dir else None,
+        "run_dir": os.path.abspath(run_dir),
     }
-    return write_export(
-        net,
-        task,
-        info=info,
-        config=config,
-        manifest=manifest,
-        data=data,
-        export_root=export_root,
-        name=model,
-    )
+    with disk_full_is_a_clear_error(
+        f"writing an export under {export_root!r}",
+        f"The run {run_dir!r} is complete: free some space, then export it with "
+        f"`kerasnotes export {run_dir}`.",
+    ):
+        return write_export(
+            net,
+            task,
+            info=info,
+            config=config,
+            manifest=manifest,
+            examples=_examples(run_dir, task, config),
+            export_root=export_root,
+            name=model,
+            echo=echo,
+        )
 
 
-def export_run(run_dir: str, export_root: str = "saved_models") -> str:
-    """Export a finished run as the next version under `<export_root>/<model>/`."""
-    from kerasnotes.exports import check_writable
+def export_run(run_dir: str, export_root: str = "saved_models", echo=print) -> str:
+    """Export a finished run as the next version under `<export_root>/<model>/`.
 
+    Needs only the run directory: the export is checked on the held-out examples the
+    run kept, so the run's dataset may be gone. `echo` says what was cleaned up.
+    """
     check_writable(export_root)
     model, config, info, net = _load_run(run_dir)
     task = task_for_model(model)
     metrics_path = os.path.join(run_dir, training.METRICS_FILE)
-    metrics = training.read_json(metrics_path) if os.path.exists(metrics_path) else None
-    data = task.load_data(config)
+    metrics = read_json(metrics_path) if os.path.exists(metrics_path) else None
     return export_model(
         net,
         task,
@@ -84,9 +103,9 @@ def export_run(run_dir: str, export_root: str = "saved_models") -> str:
         config=config,
         info=info,
         metrics=metrics,
-        data=data,
-        export_root=export_root,
         run_dir=run_dir,
+        export_root=export_root,
+        echo=echo,
     )
 
 

@@ -20,31 +20,6 @@ import tensorflow as tf
 from kerasnotes.registry import create_model, get_spec
 from kerasnotes.tasks import get_task
 
-# Small data descriptions per task, used instead of loading a dataset.
-_EXAMPLE_INFO = {
-    "image_classification": {
-        "class_names": ["a", "b", "c"],
-        "image_shape": [24, 24, 3],
-        "num_examples": {},
-        "source": "harness",
-    },
-    "captioning": {
-        "vocabulary": ["", "[UNK]", "[start]", "[end]", "a", "red", "blue", "circle", "square"],
-        "max_length": 5,
-        "image_shape": [24, 24, 3],
-        "num_examples": {},
-        "source": "harness",
-    },
-    "vqa": {
-        "vocabulary": ["", "[UNK]", "[start]", "what", "colour", "is", "the", "circle"],
-        "answers": ["red", "blue", "yes", "no"],
-        "max_length": 5,
-        "image_shape": [24, 24, 3],
-        "num_examples": {},
-        "source": "harness",
-    },
-}
-
 
 def _example_batch(task_name: str, info: dict, data_format: str, batch_size: int = 4):
     """`(x, y, sample_weight)` for one training step, and the images in `x`."""
@@ -108,7 +83,7 @@ def check_model(name: str, data_format: str = "channels_last", **hyperparameters
     """Run every check on the model registered as `name`; raises AssertionError."""
     spec = get_spec(name)
     task = get_task(spec.task)
-    info = _EXAMPLE_INFO[task.name]
+    info = task.example_info()
     (x, y, sample_weight), images = _example_batch(task.name, info, data_format)
     model = _build(name, task, info, data_format, hyperparameters)
 

@@ -4,21 +4,29 @@ A run directory holds:
 
     config.json                  the resolved configuration (feed it back with --config)
     data.json                    what the task learned from the data (class names, shapes)
+    examples/                    a few held-out examples, which every export of the run
+                                 is checked on (so a run exports after its data is gone)
     backup/                      BackupAndRestore state for --resume (weights, optimizer,
-                                 epoch), written at the end of every epoch
-    checkpoints/best.weights.h5  the weights with the best validation loss
+                                 epoch), replaced atomically at the end of every epoch
+    checkpoints/best.weights.h5  the weights with the best validation loss, and
+    checkpoints/best.json        their epoch; restored before evaluating (restore_best)
     history.csv, logs/           CSV and TensorBoard logs
     model.keras                  the final model
-    metrics.json                 held-out metrics
+    metrics.json                 held-out metrics, and the epoch of the weights measured
     *.png                        learning curves and the task's plots
     state.json                   "training" or "complete", epochs done, export path
+
+`train` runs in phases: resolve the configuration, check everything that can be
+checked without data (every key and value, the model built on stand-in shapes, the
+run and export directories), load the data, build, fit, evaluate, export. Bad input
+fails in the first two, in seconds, before any data is prepared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-import json
 import math
 import os
 import sys
@@ -28,6 +36,12 @@ from typing import Any
 
 from kerasnotes import config as config_lib
 from kerasnotes.errors import ConfigError, TrainingError, UsageError
+from kerasnotes.files import (
+    disk_full_is_a_clear_error,
+    probe_directory,
+    read_json,
+    write_json,
+)
 from kerasnotes.registry import create_model, get_spec
 from kerasnotes.tasks import task_for_model
 
@@ -37,6 +51,10 @@ STATE_FILE = "state.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
+EXAMPLES_DIR = "examples"
+NUM_EXAMPLES = 4
+BEST_WEIGHTS = os.path.join("checkpoints", "best.weights.h5")
+BEST_RECORD = os.path.join("checkpoints", "best.json")
 
 
 @dataclasses.dataclass
@@ -46,19 +64,6 @@ class TrainResult:
     export_dir: str | None
     epochs_trained: int
     train_seconds: float
-
-
-def write_json(path: str, value: Any) -> None:
-    """Write JSON atomically (a crash never leaves half a file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(tmp, path)
-
-
-def read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
 
 
 def make_strategy(name: str):
@@ -75,17 +80,53 @@ def make_strategy(name: str):
     )
 
 
-def make_optimizer(config: Mapping[str, Any], total_steps: int):
-    """The configured optimizer with a cosine-decayed learning rate."""
+def learning_rate_schedule(config: Mapping[str, Any], steps_per_epoch: int):
+    """The configured learning rate over the run's optimizer steps.
+
+    `lr_schedule`: `cosine` decays to 1% of `learning_rate` by the last step;
+    `warmup_cosine` first rises linearly from 0 over `warmup_epochs`; `constant`;
+    `step` multiplies by `lr_decay_rate` every `lr_decay_epochs` epochs (default: a
+    third of the epochs) and `exponential` does so smoothly.
+    """
     import keras
 
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config["learning_rate"], decay_steps=max(1, total_steps), alpha=0.01
-    )
-    try:
-        return keras.optimizers.get(
-            {"class_name": config["optimizer"], "config": {"learning_rate": schedule}}
+    schedules = keras.optimizers.schedules
+    rate, name = config["learning_rate"], config["lr_schedule"]
+    total = max(1, config["epochs"] * steps_per_epoch)
+    if name == "constant":
+        return rate
+    if name == "cosine":
+        return schedules.CosineDecay(rate, decay_steps=total, alpha=0.01)
+    if name == "warmup_cosine":
+        warmup = min(total - 1, max(1, round(config["warmup_epochs"] * steps_per_epoch)))
+        return schedules.CosineDecay(
+            0.0,
+            decay_steps=max(1, total - warmup),
+            alpha=0.01,
+            warmup_target=rate,
+            warmup_steps=warmup,
         )
+    decay_epochs = config["lr_decay_epochs"] or max(1, config["epochs"] // 3)
+    return schedules.ExponentialDecay(
+        rate,
+        decay_steps=max(1, decay_epochs * steps_per_epoch),
+        decay_rate=config["lr_decay_rate"],
+        staircase=name == "step",
+    )
+
+
+def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int):
+    """The configured optimizer: its schedule, momentum and gradient clipping."""
+    import keras
+
+    options = {"learning_rate": learning_rate_schedule(config, steps_per_epoch)}
+    for key in ("momentum", "clipnorm", "clipvalue"):
+        if config[key] is not None:
+            options[key] = config[key]
+    if config["nesterov"]:
+        options["nesterov"] = True
+    try:
+        return keras.optimizers.get({"class_name": config["optimizer"], "config": options})
     except (ValueError, TypeError):
         raise ConfigError(
             f"Invalid optimizer {config['optimizer']!r}: expected a Keras optimizer name "
@@ -103,6 +144,17 @@ def _default_run_dir(model: str) -> str:
     return run_dir
 
 
+def _resolve(model, task, config_file, overrides, flags) -> dict:
+    return config_lib.resolve_config(
+        get_spec(model),
+        derived_keys=task.derived_keys,
+        task_settings=task.settings,
+        config_file=config_file,
+        overrides=overrides,
+        flags=flags,
+    )
+
+
 def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> dict:
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.isfile(path):
@@ -113,16 +165,12 @@ def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> d
     saved = read_json(path)
     if saved.get("model") != model:
         raise UsageError(f"Run {run_dir!r} trained model {saved.get('model')!r}, not {model!r}.")
-    config = {k: v for k, v in saved.items() if k != "model"}
+    task = task_for_model(model)
+    # Keys added since the run was written take their defaults.
+    config = {**_resolve(model, task, None, (), None), **saved}
+    config.pop("model")
     # Only the number of epochs may change when resuming (to train further).
-    requested = config_lib.resolve_config(
-        get_spec(model),
-        derived_keys=task_for_model(model).derived_keys,
-        task_settings=task_for_model(model).settings,
-        config_file=config_file,
-        overrides=overrides,
-        flags=flags,
-    )
+    requested = _resolve(model, task, config_file, overrides, flags)
     given = set(dict(config_lib.parse_set(s) for s in overrides)) | {
         k for k, v in (flags or {}).items() if v is not None
     }
@@ -136,10 +184,61 @@ def _resume_config(run_dir: str, model: str, config_file, overrides, flags) -> d
         )
     if "epochs" in given:
         config["epochs"] = requested["epochs"]
+    state_path = os.path.join(run_dir, STATE_FILE)
+    state = read_json(state_path) if os.path.exists(state_path) else {}
+    if state.get("status") == "complete" and state.get("epochs", 0) >= config["epochs"]:
+        raise UsageError(
+            f"Run {run_dir!r} already finished its {state['epochs']} epochs; pass a "
+            "larger --epochs to train it further."
+        )
     return config
 
 
-def _nan_guard():
+def _build_network(model: str, task, config: Mapping[str, Any], info: dict):
+    """The builder's model for data described by `info`; builder errors become
+    `ConfigError`s that name the model."""
+    _, hyperparameters = config_lib.split(config, task.settings)
+    try:
+        return create_model(model, **hyperparameters, **task.builder_arguments(info, config))
+    except ConfigError:
+        raise
+    except ValueError as e:  # Builders validate their hyperparameters with ValueError.
+        raise ConfigError(f"Invalid configuration for {model!r}: {e}") from None
+
+
+def check(model: str, task, config: Mapping[str, Any], run_dir: str, export_dir) -> None:
+    """Every check that needs no data: fails in seconds, before anything is prepared.
+
+    The model is built once on the task's stand-in shapes (`task.example_info`),
+    which validates every hyperparameter of any builder; the optimizer is made; the
+    run and export directories are probed by writing in them. Checks that need the
+    data's real shapes run again when the model is built on them.
+    """
+    import keras
+
+    probe_directory(run_dir, "Run directory", "choose another --run-dir")
+    if export_dir is not None:
+        from kerasnotes.exports import check_writable
+
+        check_writable(export_dir)
+    make_optimizer(config, steps_per_epoch=1)
+    _build_network(model, task, config, task.example_info(config))
+    keras.backend.clear_session()  # The real model gets the names it always had.
+
+
+def _atomic_save_weights(model, path: str) -> None:
+    """`model.save_weights(path)` through a new file renamed over the old one, so a
+    kill or a full disk while writing leaves the previous file whole."""
+    partial = os.path.join(os.path.dirname(path), "partial.weights.h5")
+    try:
+        model.save_weights(partial, overwrite=True)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+
+
+def _callbacks(run_dir: str, config: Mapping[str, Any], resume: bool) -> list:
     import keras
 
     class StopOnNaN(keras.callbacks.Callback):
@@ -157,7 +256,62 @@ def _nan_guard():
                     "can be resumed from its last completed epoch."
                 )
 
-    return StopOnNaN()
+    class KeepBest(keras.callbacks.Callback):
+        """The weights of the epoch with the lowest validation loss so far, across
+        resumed runs, with that epoch and loss in `best.json`."""
+
+        def on_train_begin(self, logs=None):
+            record = os.path.join(run_dir, BEST_RECORD)
+            self.best = read_json(record) if os.path.exists(record) else None
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            if loss is None or not math.isfinite(loss):
+                return
+            if self.best is None or loss < self.best["val_loss"]:
+                _atomic_save_weights(self.model, os.path.join(run_dir, BEST_WEIGHTS))
+                self.best = {"epoch": epoch + 1, "val_loss": float(loss)}
+                write_json(os.path.join(run_dir, BEST_RECORD), self.best)
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        """`BackupAndRestore` whose saves replace the last backup atomically: a kill or
+        a full disk while saving leaves the last completed epoch's backup whole."""
+
+        def _save_model(self):
+            os.makedirs(self.backup_dir, exist_ok=True)
+            _atomic_save_weights(self.model, self._weights_path)
+            write_json(
+                self._training_metadata_path,
+                {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+            )
+
+    callbacks = [
+        StopOnNaN(),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_FILE), append=resume),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
+        KeepBest(),
+    ]
+    if config["early_stopping"]:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["early_stopping"])
+        )
+    # The backup commits an epoch, so it runs last: a kill before it leaves the logs
+    # one epoch ahead (that epoch is trained again and its log row replaced), never behind.
+    callbacks.append(
+        AtomicBackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False)
+    )
+    return callbacks
+
+
+def _restore_best(net, run_dir: str, last_epoch: int) -> int:
+    """Load the best epoch's weights if they are not the last's; the epoch now loaded."""
+    record = os.path.join(run_dir, BEST_RECORD)
+    if not os.path.exists(record):
+        return last_epoch
+    best = read_json(record)["epoch"]
+    if best != last_epoch:
+        net.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
+    return best
 
 
 def train(
@@ -185,46 +339,26 @@ def train(
     """
     import keras
 
-    spec = get_spec(model)
+    # Resolve and check: no data is touched until every check has passed.
     task = task_for_model(model)
     if resume:
         if not run_dir:
             raise UsageError("--resume needs the --run-dir of the run to continue.")
         config = _resume_config(run_dir, model, config_file, overrides, flags)
-        state = (
-            read_json(os.path.join(run_dir, STATE_FILE))
-            if os.path.exists(os.path.join(run_dir, STATE_FILE))
-            else {}
-        )
-        if state.get("status") == "complete" and state.get("epochs", 0) >= config["epochs"]:
-            raise UsageError(
-                f"Run {run_dir!r} already finished its {state['epochs']} epochs; pass a "
-                "larger --epochs to train it further."
-            )
     else:
-        config = config_lib.resolve_config(
-            spec,
-            derived_keys=task.derived_keys,
-            task_settings=task.settings,
-            config_file=config_file,
-            overrides=overrides,
-            flags=flags,
-        )
+        config = _resolve(model, task, config_file, overrides, flags)
         run_dir = run_dir or _default_run_dir(model)
         if os.path.exists(run_dir) and os.listdir(run_dir):
             raise UsageError(
                 f"Run directory {run_dir!r} already exists and is not empty; pass --resume "
                 "to continue it, or choose another --run-dir."
             )
-    if export_dir is not None:
-        from kerasnotes.exports import check_writable
+    check(model, task, config, run_dir, export_dir)
 
-        check_writable(export_dir)
-
+    # Load the data and build the model on its shapes (their own checks run here).
     keras.utils.set_random_seed(config["seed"])
     data = task.load_data(config)
     info = task.data_info(data)
-    _, hyperparameters = config_lib.split(config, task.settings)
     strategy = make_strategy(config["strategy"])
     train_batches = task.batches(
         data.train,
@@ -247,62 +381,55 @@ def train(
         max(1, data.num_examples.get("train", 0)) / config["batch_size"]
     )
     with strategy.scope():
-        try:
-            net = create_model(model, **hyperparameters, **task.builder_arguments(info, config))
-        except ConfigError:
-            raise
-        except ValueError as e:  # Builders validate their hyperparameters with ValueError.
-            raise ConfigError(f"Invalid configuration for {model!r}: {e}") from None
-        task.compile(net, make_optimizer(config, config["epochs"] * optimizer_steps))
+        net = _build_network(model, task, config, info)
+        task.compile(net, make_optimizer(config, optimizer_steps))
 
-    # Inputs are valid: only now touch the run directory.
-    os.makedirs(run_dir, exist_ok=True)
-    if not resume:
-        write_json(os.path.join(run_dir, CONFIG_FILE), {"model": model, **config})
-    write_json(os.path.join(run_dir, DATA_FILE), info)
-    write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
-    echo(f"Run directory: {run_dir}")
-    echo(f"Data: {info['source']} ({data.num_examples})")
-    echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
-
-    history_path = os.path.join(run_dir, HISTORY_FILE)
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    # The backup commits an epoch, so it runs last: a kill before it leaves the logs
-    # one epoch ahead (that epoch is trained again and its log row replaced), never behind.
-    callbacks = [
-        _nan_guard(),
-        keras.callbacks.CSVLogger(history_path, append=resume),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "checkpoints", "best.weights.h5"),
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.BackupAndRestore(
-            os.path.join(run_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
-        ),
-    ]
-    started = time.perf_counter()
-    history = net.fit(
-        train_batches,
-        validation_data=validation_batches,
-        epochs=config["epochs"],
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # The pipeline shuffles.
-        verbose=1 if sys.stdout.isatty() else 2,
+    advice = (
+        f"The last completed epoch's backup in {os.path.join(run_dir, 'backup')} is intact: "
+        f"free some space, then continue with `kerasnotes train {model} --run-dir "
+        f"{run_dir} --resume`."
     )
-    train_seconds = time.perf_counter() - started
-    epochs_trained = len(history.epoch)
-    net.save(os.path.join(run_dir, MODEL_FILE))
+    with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
+        # Inputs are valid: only now touch the run directory.
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        if not resume:
+            write_json(os.path.join(run_dir, CONFIG_FILE), {"model": model, **config})
+        write_json(os.path.join(run_dir, DATA_FILE), info)
+        write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
+        examples_dir = os.path.join(run_dir, EXAMPLES_DIR)
+        if not os.path.exists(examples_dir):
+            data.test.take(NUM_EXAMPLES).save(examples_dir)
+        echo(f"Run directory: {run_dir}")
+        echo(f"Data: {info['source']} ({data.num_examples})")
+        echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
 
-    echo("Evaluating on the held-out split...")
-    metrics = task.evaluate(task.model_predictor(net), data, info, config)
-    metrics["train_seconds"] = round(train_seconds, 2)
-    metrics["epochs"] = config["epochs"]
-    write_json(os.path.join(run_dir, METRICS_FILE), metrics)
-    _plots(net, task, data, info, config, run_dir, history_path)
+        started = time.perf_counter()
+        history = net.fit(
+            train_batches,
+            validation_data=validation_batches,
+            epochs=config["epochs"],
+            steps_per_epoch=steps_per_epoch,
+            callbacks=_callbacks(run_dir, config, resume),
+            shuffle=False,  # The pipeline shuffles.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        train_seconds = time.perf_counter() - started
+        epochs_trained = len(history.epoch)
+        last_epoch = history.epoch[-1] + 1 if history.epoch else config["epochs"]
+        weights_epoch = last_epoch
+        if config["restore_best"]:
+            weights_epoch = _restore_best(net, run_dir, last_epoch)
+            if weights_epoch != last_epoch:
+                echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
+        net.save(os.path.join(run_dir, MODEL_FILE))
+
+        echo("Evaluating on the held-out split...")
+        metrics = task.evaluate(task.model_predictor(net), data, info, config)
+        metrics["train_seconds"] = round(train_seconds, 2)
+        metrics["epochs"] = last_epoch
+        metrics["weights_epoch"] = weights_epoch
+        write_json(os.path.join(run_dir, METRICS_FILE), metrics)
+        _plots(net, task, data, info, config, run_dir)
 
     exported = None
     if export_dir is not None:
@@ -315,22 +442,28 @@ def train(
             config=config,
             info=info,
             metrics=metrics,
-            data=data,
-            export_root=export_dir,
             run_dir=run_dir,
+            export_root=export_dir,
+            echo=echo,
         )
         echo(f"Exported: {exported}")
     write_json(
         os.path.join(run_dir, STATE_FILE),
-        {"status": "complete", "epochs": config["epochs"], "export": exported},
+        {
+            "status": "complete",
+            "epochs": config["epochs"],
+            "epochs_trained": last_epoch,
+            "export": exported,
+        },
     )
     return TrainResult(run_dir, metrics, exported, epochs_trained, train_seconds)
 
 
-def _plots(net, task, data, info, config, run_dir, history_path) -> list[str]:
+def _plots(net, task, data, info, config, run_dir) -> list[str]:
     from kerasnotes import plots
 
     paths = []
+    history_path = os.path.join(run_dir, HISTORY_FILE)
     if os.path.exists(history_path):
         paths.append(
             plots.learning_curves(

@@ -100,6 +100,34 @@ def serve_image_file(serve, path: str, **inputs) -> dict:
         ) from None
 
 
+# The stand-in image size when a source's own size is known only after loading it
+# (tfds names): large enough that no layer is too large for it by accident.
+PLACEHOLDER_IMAGE_SIZE = 224
+
+
+def native_size(builder_cls, config_name: str) -> int:
+    """The image size of an embedded builder's config, read without preparing it."""
+    return {c.name: c.image_size for c in builder_cls.BUILDER_CONFIGS}[config_name]
+
+
+def placeholder_image_shape(size) -> list[int]:
+    """`[height, width, 3]` for `size` (a pair, or `None` when unknown before loading)."""
+    return [*(size or (PLACEHOLDER_IMAGE_SIZE,) * 2), 3]
+
+
+def expected_image_size(dataset: str | None, image_size=None):
+    """The `(height, width)` that `load` will give, known without loading; else `None`."""
+    if image_size is not None:
+        return _size_pair(image_size)
+    dataset = dataset or "shapes"
+    if dataset in EMBEDDED:
+        builder_cls, config = _embedded(dataset)
+        return (native_size(builder_cls, config),) * 2
+    if os.path.isdir(dataset):
+        return (DEFAULT_FOLDER_IMAGE_SIZE,) * 2
+    return None
+
+
 def _embedded(name: str):
     from kerasnotes.data.shapes import Shapes
 
@@ -160,6 +188,49 @@ def _size_pair(image_size):
     return tuple(image_size)
 
 
+# Where tfds looks first for a prepared copy of any dataset.
+_TFDS_MIRROR = "storage.googleapis.com"
+_REACH_SECONDS = 4.0
+
+
+def unreachable_host(urls) -> str | None:
+    """The first host of `urls` that cannot be reached in seconds (with the reason), or
+    `None` when all can: the check made before a download, so that a machine without
+    network fails at once instead of after minutes of retries. Honours the standard
+    proxy variables (a host behind a proxy is reached through the proxy)."""
+    import concurrent.futures
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    targets = {}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if proxy and not urllib.request.proxy_bypass(host):
+            proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            host, port = proxy_parts.hostname, proxy_parts.port or 80
+        targets[(host, port)] = url
+
+    def connect(target):
+        socket.create_connection(target, timeout=_REACH_SECONDS).close()
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(targets)))
+    try:
+        futures = {pool.submit(connect, target): target for target in targets}
+        done, _ = concurrent.futures.wait(futures, timeout=_REACH_SECONDS + 1)
+        for future, (host, port) in futures.items():
+            error = future.exception() if future in done else TimeoutError("timed out")
+            if error is not None:
+                reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+                return f"{host}:{port} ({reason})"
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return None
+
+
 def tfds_builder(name: str, data_dir: str | None):
     """The prepared tfds builder `name`, downloading it once; clear errors offline."""
     import tensorflow_datasets as tfds
@@ -172,17 +243,31 @@ def tfds_builder(name: str, data_dir: str | None):
             f"not an existing directory and not a tfds name (such as "
             f"{', '.join(TFDS_EXAMPLES)})."
         ) from None
+    prepared = os.path.isfile(os.path.join(builder.data_path, "dataset_info.json"))
+    # Under `tfds.testing.mock_data` nothing is downloaded, so nothing is checked.
+    mocked = tfds.core.DatasetBuilder.download_and_prepare.__module__.startswith(
+        "tensorflow_datasets.testing"
+    )
+    if not (prepared or mocked):
+        urls = list(builder.url_infos or {}) or [f"https://{_TFDS_MIRROR}/"]
+        unreachable = unreachable_host(urls)
+        if unreachable:
+            raise _not_downloadable(name, builder, f"cannot reach {unreachable}")
     try:
         builder.download_and_prepare()
     except Exception as e:  # noqa: BLE001 - network and checksum errors of every kind.
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(
-            f"Dataset {name!r} is not prepared in {builder.data_dir} and could not be "
-            f"downloaded ({reason[:200]}). Prepare it once on a machine with network "
-            "access (tfds build, or any kerasnotes run) and point TFDS_DATA_DIR at it, "
-            "or pass a local image folder."
-        ) from None
+        raise _not_downloadable(name, builder, reason) from None
     return builder
+
+
+def _not_downloadable(name: str, builder, reason: str) -> DataError:
+    return DataError(
+        f"Dataset {name!r} is not prepared in {builder.data_dir} and could not be "
+        f"downloaded ({reason[:200]}). Prepare it once on a machine with network "
+        "access (tfds build, or any kerasnotes run) and point TFDS_DATA_DIR at it, "
+        "or pass a local image folder."
+    )
 
 
 def _from_builder(builder, name: str, size) -> ImageClassificationData:

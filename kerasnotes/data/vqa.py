@@ -24,6 +24,7 @@ import tensorflow as tf
 from kerasnotes.data.images import (
     held_out_split,
     image_path,
+    native_size,
     read_image_files,
     read_json,
     resize_uint8,
@@ -114,6 +115,19 @@ def load(
 def _repeated(structure, count):
     """Every tensor of `structure` stacked `count` times (one copy per question)."""
     return tf.nest.map_structure(lambda t: tf.repeat(t[None], count, axis=0), structure)
+
+
+def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]:
+    """The `(height, width)` that `load` will give, known without loading."""
+    if image_size is not None:
+        return (image_size,) * 2 if isinstance(image_size, int) else tuple(image_size)
+    dataset = dataset or EMBEDDED[0]
+    if dataset in EMBEDDED:
+        from kerasnotes.data.shapes_vqa import ShapesVqa
+
+        config = "small" if dataset.endswith("/small") else "default"
+        return (native_size(ShapesVqa, config),) * 2
+    return (DEFAULT_IMAGE_SIZE,) * 2
 
 
 def _embedded(name: str, size, data_dir) -> VqaData:

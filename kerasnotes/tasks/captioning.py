@@ -35,7 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import captions as caption_data
-from kerasnotes.data.images import decode_images, model_image_shape, serve_image_file
+from kerasnotes.data.images import (
+    decode_images,
+    model_image_shape,
+    placeholder_image_shape,
+    serve_image_file,
+)
 from kerasnotes.errors import DataError, UsageError
 
 # Keras TextVectorization's default standardization, for metrics on raw references.
@@ -92,6 +97,31 @@ class Captioning:
             data.train_captions(), size, RESERVED, "captions"
         )
         return data
+
+    def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
+        size = (
+            caption_data.expected_image_size(config["dataset"], config["image_size"])
+            if config
+            else (24, 24)
+        )
+        return {
+            "vocabulary": [
+                "",
+                "[UNK]",
+                "[start]",
+                "[end]",
+                "a",
+                "red",
+                "blue",
+                "circle",
+                "square",
+            ],
+            "max_length": 5,
+            "image_shape": placeholder_image_shape(size),
+            "num_examples": {},
+            "source": "example",
+        }
 
     def data_info(self, data) -> dict:
         return {
@@ -290,9 +320,9 @@ class Captioning:
             },
         }
 
-    def export_examples(self, model, data, info: dict, config, count: int = 4) -> list[dict]:
+    def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Inputs and the captions the export must give, computed by the Keras model."""
-        images = np.stack([image for image, _ in data.test.take(count).as_numpy_iterator()])
+        images = np.stack([image for image, _ in examples.take(count).as_numpy_iterator()])
         model_input = images.astype(np.float32)
         if config["data_format"] == "channels_first":
             model_input = model_input.transpose(0, 3, 1, 2)

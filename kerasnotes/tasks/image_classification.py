@@ -46,6 +46,22 @@ class ImageClassification:
             skip_bad_records=config["skip_bad_records"],
         )
 
+    def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info` that needs no data: the trainer builds the model
+        on it to check the configuration before loading anything (`config`), and the
+        test harness builds on it (`None`: small images)."""
+        size = (
+            image_data.expected_image_size(config["dataset"], config["image_size"])
+            if config
+            else (24, 24)
+        )
+        return {
+            "class_names": ["a", "b", "c"],
+            "image_shape": image_data.placeholder_image_shape(size),
+            "num_examples": {},
+            "source": "example",
+        }
+
     def data_info(self, data) -> dict:
         return {
             "class_names": list(data.class_names),
@@ -193,9 +209,9 @@ class ImageClassification:
             },
         }
 
-    def export_examples(self, model, data, info: dict, config, count: int = 4) -> list[dict]:
+    def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Inputs and the answers the export must give, computed by the Keras model."""
-        images = np.stack([image.numpy() for image, _ in data.test.take(count)])
+        images = np.stack([image.numpy() for image, _ in examples.take(count)])
         model_input = images.astype(np.float32)
         if config["data_format"] == "channels_first":
             model_input = model_input.transpose(0, 3, 1, 2)

@@ -34,7 +34,12 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import vqa as vqa_data
-from kerasnotes.data.images import decode_images, model_image_shape, serve_image_file
+from kerasnotes.data.images import (
+    decode_images,
+    model_image_shape,
+    placeholder_image_shape,
+    serve_image_file,
+)
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.captioning import PUNCTUATION, word_vocabulary, words
 
@@ -128,6 +133,22 @@ class Vqa:
         if not data.num_examples.get("train"):
             data.num_examples["train"] = len(questions)
         return data
+
+    def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
+        size = (
+            vqa_data.expected_image_size(config["dataset"], config["image_size"])
+            if config
+            else (24, 24)
+        )
+        return {
+            "vocabulary": ["", "[UNK]", "[start]", "what", "colour", "is", "the", "circle"],
+            "answers": ["red", "blue", "yes", "no"],
+            "max_length": 5,
+            "image_shape": placeholder_image_shape(size),
+            "num_examples": {},
+            "source": "example",
+        }
 
     def data_info(self, data) -> dict:
         return {
@@ -414,12 +435,12 @@ class Vqa:
             },
         }
 
-    def export_examples(self, model, data, info: dict, config, count: int = 4) -> list[dict]:
+    def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Inputs and the answers the export must give, computed by the Keras model.
 
         Besides held-out questions, an empty question and one of unknown words.
         """
-        rows = list(data.test.take(count).as_numpy_iterator())
+        rows = list(examples.take(count).as_numpy_iterator())
         images = np.stack([row[0] for row in rows] + [rows[0][0]] * 2)
         questions = [row[1].decode("utf-8") for row in rows] + ["", "zzzz qqqq?"]
         model_input = images.astype(np.float32)
