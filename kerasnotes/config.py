@@ -279,6 +279,11 @@ def validate_training(config: Mapping[str, Any]) -> None:
         value = config[key]
         if value is not None and not (_is_number(value) and value > 0):
             raise ConfigError(f"Invalid {key} {value!r}: expected a positive number or null.")
+    if config["clipnorm"] is not None and config["clipvalue"] is not None:
+        raise ConfigError(
+            f"Invalid clipnorm {config['clipnorm']!r} with clipvalue {config['clipvalue']!r}: "
+            "set one of them, not both."
+        )
     optimizer = str(config["optimizer"]).lower()
     momentum = config["momentum"]
     if momentum is not None:

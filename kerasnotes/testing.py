@@ -5,7 +5,8 @@ output shape its task promises; `get_config` / `from_config` and `.keras` files 
 it with the same outputs; one training step runs and changes the weights with a finite
 loss; the export's tensor signature answers like the model in this process; and a
 channels_first model with the same weights gives the same answers as channels_last on
-the transposed input. Plugin authors can call it on their own builders.
+the transposed input (untrained, with non-zero biases, where a builder that ignores
+`data_format` fails). Plugin authors can call it on their own builders.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def check_model(name: str, data_format: str = "channels_last", **hyperparameters
     info = task.example_info()
     (x, y, sample_weight), images = _example_batch(task.name, info, data_format)
     model = _build(name, task, info, data_format, hyperparameters)
+    _offset_zero_vectors(model)
 
     # Output shape.
     outputs = keras.ops.convert_to_numpy(model(x, training=False))
@@ -118,6 +120,17 @@ def check_model(name: str, data_format: str = "channels_last", **hyperparameters
         else:
             np.testing.assert_allclose(got, want, atol=1e-5)
 
+    # The other channel ordering: same weights, same answers on transposed input.
+    # Compared untrained, with non-zero biases, on random (asymmetric) images, where a
+    # builder that ignores `data_format` gives other answers.
+    if data_format == "channels_last" and "data_format" in spec.hyperparameters():
+        first = _build(name, task, info, "channels_first", hyperparameters)
+        first.set_weights(model.get_weights())
+        got = keras.ops.convert_to_numpy(first(_transposed(x), training=False))
+        np.testing.assert_allclose(
+            got, outputs, atol=1e-5, err_msg="channels_first disagrees with channels_last"
+        )
+
     # One training step changes the weights and gives a finite loss.
     task.compile(model, keras.optimizers.Adam(1e-2))
     before = [w.copy() for w in model.get_weights()]
@@ -128,14 +141,15 @@ def check_model(name: str, data_format: str = "channels_last", **hyperparameters
         "a training step did not change any weight"
     )
 
-    # The other channel ordering: same weights, same answers on transposed input.
-    if data_format == "channels_last" and "data_format" in spec.hyperparameters():
-        first = _build(name, task, info, "channels_first", hyperparameters)
-        first.set_weights(model.get_weights())
-        expected = keras.ops.convert_to_numpy(model(x, training=False))
-        x_first = _transposed(x)
-        got = keras.ops.convert_to_numpy(first(x_first, training=False))
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+def _offset_zero_vectors(model, seed: int = 0) -> None:
+    """Give the vectors that start at zero (biases, normalization offsets and means)
+    small random values, so that comparisons see them."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        if value.ndim == 1 and np.issubdtype(value.dtype, np.floating) and not value.any():
+            weight.assign(rng.normal(0, 0.1, value.shape).astype(value.dtype))
 
 
 def _transposed(x):

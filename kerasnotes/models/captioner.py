@@ -89,9 +89,19 @@ def build_encoder(
     else:
         constructor, scale, offset = BACKBONES[encoder]
         x = layers.Rescaling(scale, offset, name="rescale")(x)
-        backbone = getattr(keras.applications, constructor)(
-            include_top=False, weights=encoder_weights, input_shape=tuple(x.shape[1:])
-        )
+        try:
+            backbone = getattr(keras.applications, constructor)(
+                include_top=False, weights=encoder_weights, input_shape=tuple(x.shape[1:])
+            )
+        except Exception as e:  # Keras raises a bare Exception when a download fails.
+            if "URL fetch failure" not in str(e):
+                raise
+            raise ValueError(
+                f"encoder {encoder!r} needs its {encoder_weights} weights, which are not "
+                "in Keras's cache (KERAS_HOME/models) and could not be downloaded "
+                f"({str(e)[:160]}). Pass encoder_weights=null to train it from scratch, "
+                "or download the weights once on a machine with network access."
+            ) from None
         x = backbone(x)
     height, width, channels = x.shape[1:]
     x = layers.Reshape((height * width, channels), name="regions")(x)
