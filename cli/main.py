@@ -113,7 +113,7 @@ def _quiet_tensorflow_import() -> None:
 # Lines that TensorFlow's C++ code (absl / glog format, or the older dated one) and
 # libjpeg write straight to file descriptor 2, bypassing Python and its log levels.
 _NATIVE_LINE = re.compile(
-    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\]\s]+:\d+\] "
+    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\s]+:\d+\] "
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|Corrupt JPEG data|Premature end of JPEG file|Improper call to JPEG library"

@@ -1,4 +1,5 @@
 import ast
+import os
 import pathlib
 import subprocess
 import sys
@@ -111,7 +112,27 @@ def bad_folders(tmp_path_factory):
         (["train", "cnn", "--dataset", "{empty}"], ["holds no images"]),
         (["train", "cnn", "--dataset", "{corrupt}"], ["oops.jpg"]),
         (["train", "cnn", "--dataset", "imagenet_typo"], ["Unknown dataset 'imagenet_typo'"]),
-        (["train", "cnn", "--export-dir", "{file}/exports"], ["not writable"]),
+        (["train", "cnn", "--export-dir", "{file}/exports"], ["not writable", "not a directory"]),
+        (
+            ["train", "cnn", "--export-dir", "/proc/kn-export"],
+            ["Export directory '/proc/kn-export' is not writable", "'/proc'"],
+        ),
+        (["train", "cnn", "--run-dir", "/proc/kn-run"], ["Run directory '/proc/kn-run'"]),
+        (["train", "cnn", "--set", "lr_schedule=linear"], ["Invalid lr_schedule 'linear'"]),
+        (["train", "cnn", "--set", "momentum=0.9"], ["momentum applies to sgd and rmsprop"]),
+        (
+            ["train", "cnn", "--optimizer", "adam", "--set", "nesterov=true"],
+            ["Nesterov momentum applies to sgd"],
+        ),
+        (["train", "cnn", "--set", "clipnorm=-1"], ["Invalid clipnorm -1"]),
+        (["train", "cnn", "--set", "clipnorm=1", "--set", "clipvalue=1"], ["not both"]),
+        (["train", "cnn", "--set", "early_stopping=-2"], ["Invalid early_stopping -2"]),
+        (["train", "cnn", "--set", "restore_best=maybe"], ["Invalid value 'maybe'"]),
+        (["train", "cnn", "--optimizer", "adamx"], ["Invalid optimizer 'adamx'"]),
+        (
+            ["train", "captioner", "--set", "encoder=mobilenet_v2"],
+            ["encoder 'mobilenet_v2' needs its imagenet weights", "encoder_weights=null"],
+        ),
         (["train", "cnn", "--data-format", "nchw"], ["'nchw' is not one of"]),
         (["trian"], ["Did you mean 'train'"]),
         (["evaluate", "no/such/run"], ["does not exist"]),
@@ -132,13 +153,74 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
         )
         for a in args
     ]
-    proc = (
-        run_cli(*args, "--run-dir", str(tmp_path / "run"))
-        if args[0] == "train"
-        else run_cli(*args)
-    )
+    if args[0] == "train" and "--run-dir" not in args:
+        args += ["--run-dir", str(tmp_path / "run")]
+    # No network: a download (of backbone weights) fails at once.
+    proc = run_cli(*args, env={"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""})
     assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "run").exists()  # bad input leaves no run behind
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "cnn", "--set", "filters=[0]"], "Invalid filters 0"),
+        (["train", "captioner", "--set", "beam_width=0"], "Invalid beam_width 0"),
+        (["train", "vqa", "--set", "fusion=sum"], "Invalid fusion 'sum'"),
+        (["train", "cnn", "--set", "kernel_size=33"], "larger than its 32x32 input"),
+    ],
+)
+def test_invalid_values_fail_before_any_data_is_prepared(args, fragment, tmp_path):
+    data_dir = tmp_path / "tensorflow_datasets"
+    proc = run_cli(*args, "--run-dir", str(tmp_path / "run"), env={"TFDS_DATA_DIR": str(data_dir)})
+    assert_one_line_error(proc, fragment)
+    assert proc.stdout == ""
+    assert not data_dir.exists()  # Nothing was generated or downloaded.
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_download_without_network_fails_at_once_with_one_line(tmp_path):
+    # The download host is unreachable: every connection goes to a closed local port.
+    proxy = "http://127.0.0.1:9"
+    env = {"TFDS_DATA_DIR": str(tmp_path / "tfds"), "NO_PROXY": ""}
+    env |= {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    proc = run_cli(
+        "train", "cnn", "--dataset", "mnist", "--run-dir", str(tmp_path / "run"), env=env
+    )
+    assert_one_line_error(proc, "Dataset 'mnist' is not prepared", "cannot reach 127.0.0.1:9")
+    assert proc.stdout == ""  # No progress bars either.
+    assert not (tmp_path / "run").exists()
+
+
+NOISY_PLUGIN = textwrap.dedent(
+    """
+    import os
+
+    os.write(2, b"E0000 00:00:1764372000.123456    4242 cpu_feature_guard.cc:12] oneDNN noise\\n")
+    os.write(2, b"W0000 00:00:1764372000.123457    4242 gpu_device.cc:2] more noise\\n")
+    os.write(2, b"Improper call to JPEG library in state 201\\n")
+    os.write(2, b"a real message\\n")
+    """
+)
+
+
+def test_native_log_lines_are_filtered_unless_debug(tmp_path):
+    (tmp_path / "noisy.py").write_text(NOISY_PLUGIN)
+    proc = run_cli("--plugin", "noisy", "models", "c*", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "a real message\n"
+    assert proc.stdout.startswith("captioner")
+    proc = run_cli("--debug", "--plugin", "noisy", "models", "c*", cwd=tmp_path)
+    assert "oneDNN noise" in proc.stderr and "state 201" in proc.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    kerasnotes_bin = os.path.join(os.path.dirname(sys.executable), "kerasnotes")
+    proc = subprocess.run(
+        f"{kerasnotes_bin} datasets | head -1", shell=True, capture_output=True, text=True
+    )
+    assert proc.stdout.count("\n") == 1
+    assert proc.stderr == ""
 
 
 def test_predict_evaluate_and_export_commands(trained, tmp_path):
@@ -154,6 +236,15 @@ def test_predict_evaluate_and_export_commands(trained, tmp_path):
     path, label, score = proc.stdout.strip().split("\t")
     assert path.endswith("a.png") and label in scenes.SHAPES
     assert 0 < float(score) <= 1
+
+    # A JPEG cut in half: libjpeg's own warning is kept out of the one-line error.
+    jpeg = tf.io.encode_jpeg(image).numpy()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    assert_one_line_error(
+        run_cli("predict", result.export_dir, str(tmp_path / "cut.jpg")), "cut.jpg"
+    )
+    proc = run_cli("--debug", "predict", result.export_dir, str(tmp_path / "cut.jpg"))
+    assert "JPEG" in proc.stderr.split("Traceback")[0]  # What the filter takes out.
 
     proc = run_cli("evaluate", result.export_dir, "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]

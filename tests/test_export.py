@@ -12,6 +12,7 @@ import kerasnotes
 from kerasnotes.data import scenes
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.exports import MANIFEST, versions
+from tests.conftest import run_cli
 
 TF_ONLY = textwrap.dedent(
     """
@@ -180,3 +181,61 @@ def test_predict_labels_files_and_names_bad_ones(trained, test_images, tmp_path)
         kerasnotes.predict(result.export_dir, [str(tmp_path / "missing.png")])
     with pytest.raises(DataError, match="not a kerasnotes export"):
         kerasnotes.predict(str(tmp_path), [str(pngs[0])])
+
+
+def test_abandoned_staging_is_removed_and_a_live_writers_is_kept(tmp_path):
+    import fcntl
+
+    from kerasnotes.exports import remove_abandoned_staging
+
+    model_dir = tmp_path / "cnn"
+    (model_dir / "1").mkdir(parents=True)
+    for name in ("dead", "live"):  # A killed writer's and a running writer's.
+        (model_dir / f".staging-{name}" / "export").mkdir(parents=True)
+        (model_dir / f".staging-{name}.lock").touch()
+    (model_dir / ".staging-old").mkdir()  # From a writer that kept no lock.
+    (model_dir / ".staging-gone.lock").touch()  # Killed before its directory existed.
+    live = os.open(model_dir / ".staging-live.lock", os.O_WRONLY)
+    try:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        assert remove_abandoned_staging(str(model_dir)) == 2
+        assert sorted(os.listdir(model_dir)) == [".staging-live", ".staging-live.lock", "1"]
+    finally:
+        os.close(live)
+    assert remove_abandoned_staging(str(model_dir)) == 1  # Its writer is gone now.
+    assert os.listdir(model_dir) == ["1"]
+
+
+def test_export_says_what_it_cleaned_and_needs_no_dataset(trained, tmp_path, monkeypatch):
+    result, _ = trained
+    root = tmp_path / "exports"
+    (root / "cnn" / ".staging-killed" / "export").mkdir(parents=True)
+    # The run's dataset is gone: the export is checked on the examples the run kept.
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no-data"))
+    proc = run_cli("export", result.run_dir, "--export-dir", str(root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Removed 1 staging directory left by killed exports" in proc.stdout
+    assert sorted(os.listdir(root / "cnn")) == ["1"]
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_concurrent_exports_give_intact_versions(trained, tmp_path):
+    result, _ = trained
+    root = tmp_path / "exports"
+    kerasnotes_bin = os.path.join(os.path.dirname(sys.executable), "kerasnotes")
+    procs = [
+        subprocess.Popen(
+            [kerasnotes_bin, "export", result.run_dir, "--export-dir", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], [err[-1000:] for _, err in outputs]
+    assert sorted(os.listdir(root / "cnn")) == ["1", "2", "3"]  # No staging left.
+    image = tf.cast(tf.random.stateless_uniform((32, 32, 3), (0, 1), maxval=255), tf.uint8)
+    (tmp_path / "a.png").write_bytes(tf.io.encode_png(image).numpy())
+    served = [serve_in_tf_only_process(str(root / "cnn" / v), [tmp_path / "a.png"]) for v in "123"]
+    assert served[0] == served[1] == served[2]

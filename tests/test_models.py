@@ -122,3 +122,18 @@ def test_regularizers_add_losses():
 def test_cnn_rejects_bad_hyperparameters(options, message):
     with pytest.raises(ValueError, match=message):
         kerasnotes.create_model("cnn", **options)
+
+
+def test_the_harness_fails_a_builder_that_ignores_data_format():
+    @kerasnotes.register_model("ignores-data-format", task="image_classification")
+    def ignores_data_format(
+        input_shape=(32, 32, 3), num_classes=6, data_format="channels_last", units=16
+    ):
+        """The README's tiny MLP: it flattens whatever layout it is given."""
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        x = keras.layers.Dense(units, activation="relu")(x)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    with pytest.raises(AssertionError, match="channels_first disagrees"):
+        check_model("ignores-data-format")
