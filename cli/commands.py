@@ -83,7 +83,7 @@ def datasets(ctx):
 )
 @click.option("--epochs", type=int, help="Epochs to train.  [default: the model's]")
 @click.option("--batch-size", type=int, help="Global batch size.  [default: the model's]")
-@click.option("--learning-rate", type=float, help="Peak learning rate (cosine decay).")
+@click.option("--learning-rate", type=float, help="Peak learning rate (of the lr_schedule key).")
 @click.option("--optimizer", help="A Keras optimizer name: adam, adamw, sgd, rmsprop, ...")
 @click.option(
     "-s",

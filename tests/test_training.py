@@ -2,6 +2,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -399,3 +400,27 @@ def test_a_disk_that_fills_during_training_stops_clearly_and_resumes(tmp_path, s
         assert epochs[0].startswith(f"Epoch {epoch + 1}/4") and epochs[-1].startswith("Epoch 4/4")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize(
+    "model, overrides, flags, message",
+    [
+        ("cnn", ["lr_schedule=linear"], {}, "Invalid lr_schedule 'linear'"),
+        ("cnn", ["momentum=0.9"], {}, "momentum applies to sgd and rmsprop"),
+        ("cnn", ["momentum=1.5"], {"optimizer": "sgd"}, "Invalid momentum 1.5"),
+        ("cnn", ["nesterov=true"], {"optimizer": "adam"}, "Nesterov momentum applies to sgd"),
+        ("cnn", ["clipnorm=1", "clipvalue=1"], {}, "not both"),
+        ("cnn", ["clipvalue=abc"], {}, "Invalid clipvalue 'abc'"),
+        ("cnn", ["early_stopping=-2"], {}, "Invalid early_stopping -2"),
+        ("cnn", ["restore_best=maybe"], {}, "Invalid value 'maybe' for 'restore_best'"),
+        ("cnn", ["lr_decay_rate=0"], {}, "Invalid lr_decay_rate 0"),
+        ("cnn", ["lr_decay_epochs=0"], {}, "Invalid lr_decay_epochs 0"),
+        ("cnn", ["warmup_epochs=-1"], {}, "Invalid warmup_epochs -1"),
+        ("cnn", ["kernel_size=33"], {}, "larger than its 32x32 input"),
+        ("vqa", ["fusion=sum"], {}, "Invalid fusion 'sum'"),
+    ],
+)
+def test_invalid_settings_fail_before_the_run_starts(model, overrides, flags, message, tmp_path):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        kerasnotes.train(model, overrides=overrides, flags=flags, run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

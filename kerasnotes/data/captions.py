@@ -16,7 +16,7 @@ import tensorflow as tf
 from kerasnotes.data.images import (
     held_out_split,
     image_path,
-    native_size,
+    known_image_size,
     read_image_files,
     read_json,
     resize_uint8,
@@ -94,15 +94,10 @@ def load(
 
 def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]:
     """The `(height, width)` that `load` will give, known without loading."""
-    if image_size is not None:
-        return (image_size,) * 2 if isinstance(image_size, int) else tuple(image_size)
-    dataset = dataset or EMBEDDED[0]
-    if dataset in EMBEDDED:
-        from kerasnotes.data.shapes_captions import ShapesCaptions
+    from kerasnotes.data.shapes_captions import ShapesCaptions
 
-        config = "small" if dataset.endswith("/small") else "default"
-        return (native_size(ShapesCaptions, config),) * 2
-    return (DEFAULT_IMAGE_SIZE,) * 2
+    size = known_image_size(dataset or EMBEDDED[0], image_size, ShapesCaptions, EMBEDDED)
+    return size or (DEFAULT_IMAGE_SIZE,) * 2
 
 
 def _embedded(name: str, size, data_dir) -> CaptionData:

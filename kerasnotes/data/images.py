@@ -105,9 +105,17 @@ def serve_image_file(serve, path: str, **inputs) -> dict:
 PLACEHOLDER_IMAGE_SIZE = 224
 
 
-def native_size(builder_cls, config_name: str) -> int:
-    """The image size of an embedded builder's config, read without preparing it."""
-    return {c.name: c.image_size for c in builder_cls.BUILDER_CONFIGS}[config_name]
+def known_image_size(dataset: str, image_size, builder_cls, embedded):
+    """The `(height, width)` a source gives, when known without preparing it:
+    `image_size` when set, else the own size of an embedded dataset (a name in
+    `embedded`, built by `builder_cls`; a `/small` name is its small config); else
+    `None`."""
+    if image_size is not None:
+        return _size_pair(image_size)
+    if dataset in embedded:
+        config = "small" if dataset.endswith("/small") else "default"
+        return ({c.name: c.image_size for c in builder_cls.BUILDER_CONFIGS}[config],) * 2
+    return None
 
 
 def placeholder_image_shape(size) -> list[int]:
@@ -117,15 +125,13 @@ def placeholder_image_shape(size) -> list[int]:
 
 def expected_image_size(dataset: str | None, image_size=None):
     """The `(height, width)` that `load` will give, known without loading; else `None`."""
-    if image_size is not None:
-        return _size_pair(image_size)
+    from kerasnotes.data.shapes import Shapes
+
     dataset = dataset or "shapes"
-    if dataset in EMBEDDED:
-        builder_cls, config = _embedded(dataset)
-        return (native_size(builder_cls, config),) * 2
-    if os.path.isdir(dataset):
+    size = known_image_size(dataset, image_size, Shapes, EMBEDDED)
+    if size is None and os.path.isdir(dataset):
         return (DEFAULT_FOLDER_IMAGE_SIZE,) * 2
-    return None
+    return size
 
 
 def _embedded(name: str):

@@ -24,7 +24,7 @@ import tensorflow as tf
 from kerasnotes.data.images import (
     held_out_split,
     image_path,
-    native_size,
+    known_image_size,
     read_image_files,
     read_json,
     resize_uint8,
@@ -119,15 +119,10 @@ def _repeated(structure, count):
 
 def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]:
     """The `(height, width)` that `load` will give, known without loading."""
-    if image_size is not None:
-        return (image_size,) * 2 if isinstance(image_size, int) else tuple(image_size)
-    dataset = dataset or EMBEDDED[0]
-    if dataset in EMBEDDED:
-        from kerasnotes.data.shapes_vqa import ShapesVqa
+    from kerasnotes.data.shapes_vqa import ShapesVqa
 
-        config = "small" if dataset.endswith("/small") else "default"
-        return (native_size(ShapesVqa, config),) * 2
-    return (DEFAULT_IMAGE_SIZE,) * 2
+    size = known_image_size(dataset or EMBEDDED[0], image_size, ShapesVqa, EMBEDDED)
+    return size or (DEFAULT_IMAGE_SIZE,) * 2
 
 
 def _embedded(name: str, size, data_dir) -> VqaData:
