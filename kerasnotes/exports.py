@@ -50,10 +50,14 @@ def check_writable(export_root: str) -> None:
 @contextlib.contextmanager
 def _staging_directory(model_dir: str):
     """A new staging directory in `model_dir`, locked for as long as it exists."""
-    staging = os.path.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
-    lock = os.open(f"{staging}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
+    while True:
+        staging = os.path.join(model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+        lock = os.open(f"{staging}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.fstat(lock).st_nlink:
+            break
+        os.close(lock)  # A cleaner took the new lock file for a dead writer's: again.
+    try:
         os.mkdir(staging)
         try:
             yield staging
