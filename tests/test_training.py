@@ -424,3 +424,21 @@ def test_invalid_settings_fail_before_the_run_starts(model, overrides, flags, me
     with pytest.raises(UsageError, match=re.escape(message)):
         kerasnotes.train(model, overrides=overrides, flags=flags, run_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_export_disk_is_found_before_training(tmp_path):
+    from kerasnotes.exports import check_writable
+
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "1m"):
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        with pytest.raises(UsageError, match="No space left on device"):
+            check_writable(str(disk / "exports"))
+        assert os.listdir(disk) == ["filler"]  # The probe left nothing behind.
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
