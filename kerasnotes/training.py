@@ -389,9 +389,9 @@ def train(
         task.compile(net, make_optimizer(config, optimizer_steps))
 
     advice = (
-        f"The last completed epoch's backup in {os.path.join(run_dir, 'backup')} is intact: "
-        f"free some space, then continue with `kerasnotes train {model} --run-dir "
-        f"{run_dir} --resume`."
+        f"Every completed epoch is kept (backups in {os.path.join(run_dir, 'backup')} are "
+        f"replaced whole): free some space, then continue with `kerasnotes train {model} "
+        f"--run-dir {run_dir} --resume`."
     )
     with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
         # Inputs are valid: only now touch the run directory.

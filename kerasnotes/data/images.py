@@ -118,8 +118,13 @@ def known_image_size(dataset: str, image_size, builder_cls, embedded):
     return None
 
 
-def placeholder_image_shape(size) -> list[int]:
-    """`[height, width, 3]` for `size` (a pair, or `None` when unknown before loading)."""
+def example_image_shape(config, expected_image_size) -> list[int]:
+    """`[height, width, 3]` of a task's `example_info`: the size `expected_image_size`
+    (a data module's) gives for `config`'s dataset, 224 when it is known only after
+    loading, or small images for the test harness (`config` is `None`)."""
+    if config is None:
+        return [24, 24, 3]
+    size = expected_image_size(config["dataset"], config["image_size"])
     return [*(size or (PLACEHOLDER_IMAGE_SIZE,) * 2), 3]
 
 
@@ -210,7 +215,7 @@ def unreachable_host(urls) -> str | None:
     import urllib.request
 
     proxies = urllib.request.getproxies()
-    targets = {}
+    targets = set()
     for url in urls:
         parts = urllib.parse.urlsplit(url)
         host, port = parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
@@ -218,7 +223,7 @@ def unreachable_host(urls) -> str | None:
         if proxy and not urllib.request.proxy_bypass(host):
             proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
             host, port = proxy_parts.hostname, proxy_parts.port or 80
-        targets[(host, port)] = url
+        targets.add((host, port))
 
     def connect(target):
         socket.create_connection(target, timeout=_REACH_SECONDS).close()

@@ -37,8 +37,8 @@ import tensorflow as tf
 from kerasnotes.data import captions as caption_data
 from kerasnotes.data.images import (
     decode_images,
+    example_image_shape,
     model_image_shape,
-    placeholder_image_shape,
     serve_image_file,
 )
 from kerasnotes.errors import DataError, UsageError
@@ -100,11 +100,6 @@ class Captioning:
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
-        size = (
-            caption_data.expected_image_size(config["dataset"], config["image_size"])
-            if config
-            else (24, 24)
-        )
         return {
             "vocabulary": [
                 "",
@@ -118,7 +113,7 @@ class Captioning:
                 "square",
             ],
             "max_length": 5,
-            "image_shape": placeholder_image_shape(size),
+            "image_shape": example_image_shape(config, caption_data.expected_image_size),
             "num_examples": {},
             "source": "example",
         }

@@ -50,14 +50,9 @@ class ImageClassification:
         """A stand-in for `data_info` that needs no data: the trainer builds the model
         on it to check the configuration before loading anything (`config`), and the
         test harness builds on it (`None`: small images)."""
-        size = (
-            image_data.expected_image_size(config["dataset"], config["image_size"])
-            if config
-            else (24, 24)
-        )
         return {
             "class_names": ["a", "b", "c"],
-            "image_shape": image_data.placeholder_image_shape(size),
+            "image_shape": image_data.example_image_shape(config, image_data.expected_image_size),
             "num_examples": {},
             "source": "example",
         }

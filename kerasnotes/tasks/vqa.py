@@ -36,8 +36,8 @@ import tensorflow as tf
 from kerasnotes.data import vqa as vqa_data
 from kerasnotes.data.images import (
     decode_images,
+    example_image_shape,
     model_image_shape,
-    placeholder_image_shape,
     serve_image_file,
 )
 from kerasnotes.errors import DataError, UsageError
@@ -136,16 +136,11 @@ class Vqa:
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
-        size = (
-            vqa_data.expected_image_size(config["dataset"], config["image_size"])
-            if config
-            else (24, 24)
-        )
         return {
             "vocabulary": ["", "[UNK]", "[start]", "what", "colour", "is", "the", "circle"],
             "answers": ["red", "blue", "yes", "no"],
             "max_length": 5,
-            "image_shape": placeholder_image_shape(size),
+            "image_shape": example_image_shape(config, vqa_data.expected_image_size),
             "num_examples": {},
             "source": "example",
         }
