@@ -65,13 +65,14 @@ def datasets(ctx):
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.registry import get_spec, list_models
-        from kerasnotes.tasks import get_task
+        from kerasnotes.tasks import get_task, task_names
 
         by_task: dict[str, list[str]] = {}
-        for name in list_models():
+        for name in list_models():  # Imports the plugins, which may register tasks.
             by_task.setdefault(get_spec(name).task, []).append(name)
-        for task_name, model_names in sorted(by_task.items()):
-            click.echo(f"{task_name} (models: {', '.join(model_names)}):")
+        for task_name in sorted({*task_names(), *by_task}):
+            model_names = ", ".join(by_task.get(task_name, [])) or "none registered"
+            click.echo(f"{task_name} (models: {model_names}):")
             for line in get_task(task_name).datasets_help():
                 click.echo(f"  {line}")
 

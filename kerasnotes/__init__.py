@@ -6,6 +6,7 @@ The public Python API:
     kerasnotes.list_models()                      # ['cnn', ...]
     model = kerasnotes.create_model("cnn", filters=[16, 32])
     kerasnotes.register_model("my-model", my_builder, task="image_classification")
+    kerasnotes.register_task("my_task", MyTask())  # and builders with task="my_task"
     result = kerasnotes.train("cnn", overrides=["epochs=2"])
 
 Importing kerasnotes does not import TensorFlow; building or training a model does.
@@ -13,6 +14,7 @@ Importing kerasnotes does not import TensorFlow; building or training a model do
 
 from kerasnotes.errors import ConfigError, DataError, KerasnotesError, TrainingError, UsageError
 from kerasnotes.registry import create_model, get_spec, list_models, register_model
+from kerasnotes.tasks import register_task
 
 __version__ = "0.1.0"
 
@@ -58,5 +60,6 @@ __all__ = [
     "list_models",
     "predict",
     "register_model",
+    "register_task",
     "train",
 ]

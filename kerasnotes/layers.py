@@ -355,3 +355,115 @@ class PositionEmbedding(layers.Layer):
     def get_config(self):
         base_config = super().get_config()
         return {**base_config, "initializer": keras.initializers.serialize(self.initializer)}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class TransposeBatchTime(layers.Layer):
+    """Swaps the first two axes: `(batch, time, ...)` <-> `(time, batch, ...)`.
+
+    The time-major interface of a sequence model (`time_major=True`, the layout of the
+    notes' PyTorch example) over Keras's batch-major recurrent layers, the way
+    `to_channels_last` gives channels_first images a channels_last computation. The
+    same weights give the same predictions in both layouts.
+
+    Call arguments:
+        inputs: `(batch, time, ...)` or `(time, batch, ...)`.
+        mask: an optional mask of the first two axes, swapped the same way.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return ops.swapaxes(inputs, 0, 1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None if mask is None else ops.swapaxes(mask, 0, 1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1], input_shape[0], *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class MaskedGlobalMaxPooling1D(layers.Layer):
+    """The maximum over the time steps that the mask keeps (zero if it keeps none).
+
+    `keras.layers.GlobalMaxPooling1D` ignores masks, so padding (whose features need
+    not be the smallest) would change the result with the batch's longest sequence.
+
+    Call arguments:
+        inputs: `(batch, time, features)`.
+        mask: optional `(batch, time)` booleans, true where a step is real.
+
+    Returns:
+        `(batch, features)`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return ops.max(inputs, axis=1)
+        keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+        lowest = ops.min(inputs) - 1.0
+        pooled = ops.max(ops.where(keep, inputs, lowest), axis=1)
+        return ops.where(ops.any(keep, axis=1), pooled, 0.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class AttentionPooling1D(layers.Layer):
+    """A weighted mean of the time steps, the weights learned from the steps themselves.
+
+    `score_t = w . tanh(W h_t + b)`, a softmax over the steps that the mask keeps, and
+    the sum of the steps weighted by it (the attention pooling of Yang et al., 2016,
+    "Hierarchical Attention Networks for Document Classification").
+
+    Args:
+        units: width of the hidden scoring layer.
+
+    Call arguments:
+        inputs: `(batch, time, features)`.
+        mask: optional `(batch, time)` booleans, true where a step is real.
+
+    Returns:
+        `(batch, features)`; `return_weights=True` adds the `(batch, time)` weights.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        check_positive_ints("units", [units])
+        self.units = units
+        self.supports_masking = True
+        self.hidden = layers.Dense(units, activation="tanh", name="hidden")
+        self.score = layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.score.build((*input_shape[:-1], self.units))
+
+    def call(self, inputs, mask=None, return_weights=False):
+        scores = ops.squeeze(self.score(self.hidden(inputs)), -1)  # (batch, time)
+        if mask is not None:
+            scores = ops.where(ops.cast(mask, "bool"), scores, -1e9)
+        weights = ops.softmax(scores, axis=-1)
+        pooled = ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
+        return (pooled, weights) if return_weights else pooled
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        base_config = super().get_config()
+        return {**base_config, "units": self.units}

@@ -147,7 +147,15 @@ def attention_maps(
     return path
 
 
-def confusion(truth: list[str], predicted: list[str], labels: list[str], path: str) -> str:
+def confusion(
+    truth: list[str],
+    predicted: list[str],
+    labels: list[str],
+    path: str,
+    *,
+    title: str = "answer confusion (row-normalised)",
+    truth_label: str = "true (most common human answer)",
+) -> str:
     """Row-normalised confusion matrix of `predicted` against `truth`, over `labels`.
 
     Answers outside `labels` are gathered in a last "other" row and column.
@@ -164,8 +172,8 @@ def confusion(truth: list[str], predicted: list[str], labels: list[str], path: s
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true (most common human answer)")
-    ax.set_title("answer confusion (row-normalised)")
+    ax.set_ylabel(truth_label)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

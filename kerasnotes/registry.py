@@ -29,6 +29,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.cnn",
     "kerasnotes.models.captioner",
     "kerasnotes.models.vqa",
+    "kerasnotes.models.rnn",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -6,10 +6,18 @@ import kerasnotes
 from kerasnotes.testing import check_model
 
 
-@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-@pytest.mark.parametrize("name", kerasnotes.list_models())
-def test_every_registered_model_passes_the_harness(name, data_format):
-    check_model(name, data_format=data_format)
+def _every_model_in_every_layout():
+    from kerasnotes.tasks import task_for_model
+
+    for name in kerasnotes.list_models():
+        key, layouts = task_for_model(name).layout
+        for layout in layouts:
+            yield pytest.param(name, {key: layout}, id=f"{name}-{key}={layout}")
+
+
+@pytest.mark.parametrize("name, layout", list(_every_model_in_every_layout()))
+def test_every_registered_model_passes_the_harness(name, layout):
+    check_model(name, **layout)
 
 
 @pytest.mark.parametrize(

@@ -130,9 +130,9 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
 
 
 def _from_tfds(name: str, size, data_dir) -> CaptionData:
-    from kerasnotes.data.images import tfds_builder
+    from kerasnotes.data.downloads import tfds_builder
 
-    builder = tfds_builder(name, data_dir)
+    builder = tfds_builder(name, data_dir, valid="a tfds name", local="a COCO caption JSON file")
 
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data.downloads import tfds_builder
 from kerasnotes.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -188,7 +189,14 @@ def load(
             "sub-folder of images per class, an embedded dataset "
             f"({', '.join(EMBEDDED)}) or a tfds name."
         )
-    return _from_builder(tfds_builder(dataset, data_dir), dataset, size)
+    builder = tfds_builder(
+        dataset,
+        data_dir,
+        valid=f"an embedded dataset ({', '.join(EMBEDDED)}), an existing directory or a "
+        f"tfds name (such as {', '.join(TFDS_EXAMPLES)})",
+        local="a local image folder",
+    )
+    return _from_builder(builder, dataset, size)
 
 
 def _size_pair(image_size):
@@ -197,88 +205,6 @@ def _size_pair(image_size):
     if isinstance(image_size, int):
         return (image_size, image_size)
     return tuple(image_size)
-
-
-# Where tfds looks first for a prepared copy of any dataset.
-_TFDS_MIRROR = "storage.googleapis.com"
-_REACH_SECONDS = 4.0
-
-
-def unreachable_host(urls) -> str | None:
-    """The first host of `urls` that cannot be reached in seconds (with the reason), or
-    `None` when all can: the check made before a download, so that a machine without
-    network fails at once instead of after minutes of retries. Honours the standard
-    proxy variables (a host behind a proxy is reached through the proxy)."""
-    import concurrent.futures
-    import socket
-    import urllib.parse
-    import urllib.request
-
-    proxies = urllib.request.getproxies()
-    targets = set()
-    for url in urls:
-        parts = urllib.parse.urlsplit(url)
-        host, port = parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
-        proxy = proxies.get(parts.scheme) or proxies.get("all")
-        if proxy and not urllib.request.proxy_bypass(host):
-            proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-            host, port = proxy_parts.hostname, proxy_parts.port or 80
-        targets.add((host, port))
-
-    def connect(target):
-        socket.create_connection(target, timeout=_REACH_SECONDS).close()
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(targets)))
-    try:
-        futures = {pool.submit(connect, target): target for target in targets}
-        done, _ = concurrent.futures.wait(futures, timeout=_REACH_SECONDS + 1)
-        for future, (host, port) in futures.items():
-            error = future.exception() if future in done else TimeoutError("timed out")
-            if error is not None:
-                reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-                return f"{host}:{port} ({reason})"
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return None
-
-
-def tfds_builder(name: str, data_dir: str | None):
-    """The prepared tfds builder `name`, downloading it once; clear errors offline."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise DataError(
-            f"Unknown dataset {name!r}: not an embedded dataset ({', '.join(EMBEDDED)}), "
-            f"not an existing directory and not a tfds name (such as "
-            f"{', '.join(TFDS_EXAMPLES)})."
-        ) from None
-    prepared = os.path.isfile(os.path.join(builder.data_path, "dataset_info.json"))
-    # Under `tfds.testing.mock_data` nothing is downloaded, so nothing is checked.
-    mocked = tfds.core.DatasetBuilder.download_and_prepare.__module__.startswith(
-        "tensorflow_datasets.testing"
-    )
-    if not (prepared or mocked):
-        urls = list(builder.url_infos or {}) or [f"https://{_TFDS_MIRROR}/"]
-        unreachable = unreachable_host(urls)
-        if unreachable:
-            raise _not_downloadable(name, builder, f"cannot reach {unreachable}")
-    try:
-        builder.download_and_prepare()
-    except Exception as e:  # noqa: BLE001 - network and checksum errors of every kind.
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _not_downloadable(name, builder, reason) from None
-    return builder
-
-
-def _not_downloadable(name: str, builder, reason: str) -> DataError:
-    return DataError(
-        f"Dataset {name!r} is not prepared in {builder.data_dir} and could not be "
-        f"downloaded ({reason[:200]}). Prepare it once on a machine with network "
-        "access (tfds build, or any kerasnotes run) and point TFDS_DATA_DIR at it, "
-        "or pass a local image folder."
-    )
 
 
 def _from_builder(builder, name: str, size) -> ImageClassificationData:
@@ -409,13 +335,13 @@ def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_i
     return images, skipped
 
 
-def held_out_split(count: int, what: str) -> dict[str, np.ndarray]:
+def held_out_split(count: int, what: str, unit: str = "images") -> dict[str, np.ndarray]:
     """A fixed split of `count` items: 80% train, 10% validation, 10% test (one at least)."""
     order = np.random.default_rng(0).permutation(count)
     num_held_out = max(1, count // 10)
     if count - 2 * num_held_out < 1:
         raise DataError(
-            f"{what} has {count} usable images; need at least 3 (train, validation and test)."
+            f"{what} has {count} usable {unit}; need at least 3 (train, validation and test)."
         )
     return {
         "test": order[:num_held_out],

@@ -175,9 +175,11 @@ def answer_type(answer: str) -> str:
 
 
 def _from_clevr(name: str, size, data_dir) -> VqaData:
-    from kerasnotes.data.images import tfds_builder
+    from kerasnotes.data.downloads import tfds_builder
 
-    builder = tfds_builder(name, data_dir)
+    builder = tfds_builder(
+        name, data_dir, valid="a tfds name", local="VQA v2 question and annotation JSON files"
+    )
 
     def per_question(example):
         qa = example["question_answer"]

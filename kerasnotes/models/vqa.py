@@ -67,6 +67,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from kerasnotes.encoders import build_encoder
 from kerasnotes.layers import (
     BahdanauAttention,
     FusedBatchNormalization,
@@ -74,7 +75,7 @@ from kerasnotes.layers import (
     check_positive_ints,
 )
 from kerasnotes.models import captioner
-from kerasnotes.models.captioner import RNN_TYPES, build_encoder, make_tokenizer
+from kerasnotes.models.captioner import RNN_TYPES, make_tokenizer
 from kerasnotes.registry import register_model
 
 FUSIONS = ("film", "concat", "product")
@@ -147,7 +148,7 @@ class VqaModel(keras.Model):
         image_shape: image shape in `data_format` order.
         data_format: `"channels_last"` or `"channels_first"`.
         encoder, encoder_weights, encoder_filters, encoder_batch_norm: the image
-            encoder (see `kerasnotes.models.captioner.build_encoder`).
+            encoder (see `kerasnotes.encoders.build_encoder`).
         embedding_dim: width of the word embeddings.
         units: width of the region features, of the question encoder and the fusion.
         rnn: `"gru"` or `"lstm"`; `bidirectional` reads the question both ways.

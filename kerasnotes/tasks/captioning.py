@@ -42,6 +42,7 @@ from kerasnotes.data.images import (
     serve_image_file,
 )
 from kerasnotes.errors import DataError, UsageError
+from kerasnotes.tasks.images import ImageTask
 
 # Keras TextVectorization's default standardization, for metrics on raw references.
 PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')
@@ -67,7 +68,7 @@ def caption_scores(references: list[list[str]], captions: list[str]) -> dict:
     return {**{f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}, "cider": float(cider)}
 
 
-class Captioning:
+class Captioning(ImageTask):
     name = "captioning"
     derived_keys = ("input_shape", "vocabulary", "max_length")
     settings = {"vocabulary_size": 10_000}
@@ -271,6 +272,27 @@ class Captioning:
             )
             paths.append(path)
         return paths
+
+    # Test harness -------------------------------------------------------------------
+
+    def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
+        """`(x, y, sample_weight)` for one teacher-forced step; images channels_last."""
+        images = rng.uniform(0, 255, size=(batch_size, *info["image_shape"])).astype("float32")
+        steps = info["max_length"] + 1
+        ids = rng.integers(4, len(info["vocabulary"]), size=(batch_size, steps + 1))
+        ids[:, 0] = 2  # [start]
+        weights = np.ones((batch_size, steps), "float32")
+        weights[:, -2:] = 0  # Padding.
+        return {"images": images, "token_ids": ids[:, :-1]}, ids[:, 1:], weights
+
+    def example_output_shape(self, info: dict, batch_size: int) -> tuple:
+        return (batch_size, info["max_length"] + 1, len(info["vocabulary"]))
+
+    def served_and_predicted(self, model, served, x, config) -> tuple:
+        """What the export's tensor signature answers, and what the model says here."""
+        images = tf.constant(self.images_in(x["images"], config))
+        captions = served.signatures["serving_images"](images=images)["caption"]
+        return captions.numpy(), model.caption(images).numpy()
 
     # Export -------------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ import tensorflow as tf
 
 from kerasnotes.data import images as image_data
 from kerasnotes.errors import UsageError
+from kerasnotes.tasks.images import ImageTask
 
 
-class ImageClassification:
+class ImageClassification(ImageTask):
     name = "image_classification"
     derived_keys = ("input_shape", "num_classes")
     settings: dict = {}
@@ -158,6 +159,23 @@ class ImageClassification:
             path,
         )
         return [path]
+
+    # Test harness -------------------------------------------------------------------
+
+    def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
+        """`(x, y, sample_weight)` for one training step; images channels_last."""
+        images = rng.uniform(0, 255, size=(batch_size, *info["image_shape"])).astype("float32")
+        labels = rng.integers(0, len(info["class_names"]), size=batch_size)
+        return images, labels, None
+
+    def example_output_shape(self, info: dict, batch_size: int) -> tuple:
+        return (batch_size, len(info["class_names"]))
+
+    def served_and_predicted(self, model, served, x, config) -> tuple:
+        """What the export's tensor signature answers, and what the model says here."""
+        images = self.model_input(x, config)
+        scores = served.signatures["serving_images"](images=tf.constant(images))["scores"]
+        return scores.numpy(), keras.ops.convert_to_numpy(model(images, training=False))
 
     # Export -------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from kerasnotes.data.images import (
 )
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.captioning import PUNCTUATION, word_vocabulary, words
+from kerasnotes.tasks.images import ImageTask
 
 NUM_SAMPLES = 5
 NUM_ATTENTION_PLOTS = 4
@@ -73,7 +74,7 @@ def vqa_accuracy(predicted: str, answers: list[str]) -> float:
     return min(matches / min(3, len(answers)), 1.0)
 
 
-class Vqa:
+class Vqa(ImageTask):
     name = "vqa"
     derived_keys = ("input_shape", "vocabulary", "answers", "max_length", "scene_attributes")
     settings = {"vocabulary_size": 10_000, "answer_vocabulary_size": 1000}
@@ -379,6 +380,29 @@ class Vqa:
             plots.confusion(truth, guesses, common, os.path.join(run_dir, "answer_confusion.png"))
         )
         return paths
+
+    # Test harness -------------------------------------------------------------------
+
+    def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
+        """`(x, y, sample_weight)` for one training step; images channels_last."""
+        images = rng.uniform(0, 255, size=(batch_size, *info["image_shape"])).astype("float32")
+        ids = rng.integers(3, len(info["vocabulary"]), size=(batch_size, info["max_length"] + 1))
+        ids[:, 0] = 2  # [start]
+        ids[0, 3:] = 0  # Padding.
+        answers = rng.integers(0, len(info["answers"]), size=batch_size)
+        targets = np.eye(len(info["answers"]), dtype="float32")[answers]
+        return {"images": images, "question_ids": ids}, targets, None
+
+    def example_output_shape(self, info: dict, batch_size: int) -> tuple:
+        return (batch_size, len(info["answers"]))
+
+    def served_and_predicted(self, model, served, x, config) -> tuple:
+        """What the export's tensor signature answers, and what the model says here."""
+        images = tf.constant(self.images_in(x["images"], config))
+        questions = tf.constant(["what colour is the circle"] * (len(images) - 1) + [""])
+        signature = served.signatures["serving_images"]
+        scores = signature(images=images, question=questions)["top_scores"]
+        return scores.numpy(), model.answer(images, questions)["top_scores"].numpy()
 
     # Export -------------------------------------------------------------------------
 

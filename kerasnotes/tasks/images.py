@@ -1,0 +1,33 @@
+"""What the image tasks share: the channel ordering as their interface layout.
+
+The test harness (`kerasnotes.testing`) builds a model in each of a task's layouts
+(`layout`: the builder argument and its values, default first) and holds their
+answers equal on the same example given in each layout (`layout_outputs`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ImageTask:
+    layout = ("data_format", ("channels_last", "channels_first"))
+
+    @staticmethod
+    def images_in(images: np.ndarray, config) -> np.ndarray:
+        """Channels-last images in the model's ordering."""
+        if config.get("data_format") == "channels_first":
+            return images.transpose(0, 3, 1, 2)
+        return images
+
+    def model_input(self, x, config):
+        """The example input `x` (images channels_last) in the model's ordering."""
+        if isinstance(x, dict):
+            return {**x, "images": self.images_in(x["images"], config)}
+        return self.images_in(x, config)
+
+    def layout_outputs(self, model, x, config) -> np.ndarray:
+        """The model's answer to the example `x` (channels_last) given in its ordering."""
+        import keras
+
+        return keras.ops.convert_to_numpy(model(self.model_input(x, config), training=False))

@@ -1,0 +1,608 @@
+"""Text classification (a label per text) and sequence tagging (a tag per token).
+
+Data: `(text, label)` or `(text, tags)` from `kerasnotes.data.text`. The vocabulary is
+learned from the training texts with a Keras `TextVectorization` layer (at most
+`vocabulary_size` tokens, words or characters by the builder's `token_level`).
+
+Builders receive `vocabulary` and `num_classes` (labels or tags) and return a model
+that takes text, `(batch,)` strings, and gives class probabilities `(batch, classes)`
+or tag probabilities `(batch, time, tags)`. Its layer `network` is the sub-model that
+takes token ids (in the layout of the builder's `time_major`); its layer `tokenizer`
+turns text into those ids. Batches are bucketed by length, so each is padded only to
+its own longest text and texts of like length share batches.
+
+Export contract (classification):
+
+| signature | inputs | outputs |
+| --- | --- | --- |
+| `serving_default` | `text` string[batch] | `label` string[batch], `scores` float32[batch, classes] |
+| `serving_token_ids` | `token_ids` int64[batch, time] (or [time, batch] with time_major) | the same |
+| `neighbours` | `word` string[batch] | `neighbours` string[batch, 10], `similarities` float32[batch, 10] |
+
+Tagging: `serving_default` returns `tokens` and `tags` string[batch, time] (`""` past
+each text's end) and `tag_scores` float32[batch, time, tags]; `serving_token_ids`
+returns `tags` and `tag_scores`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasnotes.data import text as text_data
+from kerasnotes.errors import ConfigError, DataError, UsageError
+from kerasnotes.text import make_tokenizer, nearest_words
+
+NUM_NEIGHBOURS = 10
+NUM_SAMPLES = 3
+# Batches hold texts whose lengths (in tokens) fall between the same two boundaries.
+BUCKET_BOUNDARIES = (6, 9, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320,
+                     400, 512, 640, 800, 1024)  # fmt: skip
+
+
+def find_embedding(model):
+    """The model's first `Embedding` layer (searching nested models), or `None`."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            return layer
+        if isinstance(layer, keras.Model):
+            found = find_embedding(layer)
+            if found is not None:
+                return found
+    return None
+
+
+class TextTask:
+    """What text classification and tagging share; see the module docstring."""
+
+    name = ""
+    kind = ""  # "classification" or "tagging"
+    derived_keys = ("vocabulary", "num_classes")
+    settings: dict = {}
+    input_kind = "texts (strings, or --file with one per line)"
+    output_name = ""
+
+    def datasets_help(self) -> list[str]:
+        embedded = text_data.EMBEDDED[self.kind]
+        return [
+            f"{embedded[0]} (embedded default), {', '.join(embedded[1:])} (embedded)",
+            "tfds names: " + ", ".join(text_data.TFDS_EXAMPLES[self.kind]) + " (downloaded once)",
+            text_data._local(self.kind),
+        ]
+
+    # Data ---------------------------------------------------------------------------
+
+    def check_settings(self, config) -> None:
+        size = config["vocabulary_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 3:
+            raise ConfigError(f"Invalid vocabulary_size {size!r}: must be an integer >= 3.")
+
+    def load_data(self, config):
+        self.check_settings(config)
+        data = text_data.load(
+            config["dataset"],
+            self.kind,
+            skip_bad_records=config["skip_bad_records"],
+            **{k: config[k] for k in self.settings if k.endswith("_column")},
+        )
+        tokenizer = make_tokenizer(
+            None,
+            config.get("token_level", "word"),
+            keep_punctuation=self.kind == "tagging",
+            max_tokens=config["vocabulary_size"],
+        )
+        tokenizer.adapt(data.train.map(lambda text, _: text).batch(1024))
+        data.vocabulary = tokenizer.get_vocabulary()
+        return data
+
+    def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info` that needs no data: the trainer builds the model
+        on it to check the configuration before loading anything (`config`), and the
+        test harness builds on it (`None`)."""
+        from kerasnotes.models.rnn import EXAMPLE_VOCABULARY
+
+        if config is not None:
+            self.check_settings(config)
+        return {
+            "class_names": list(self.example_classes),
+            "vocabulary": list(EXAMPLE_VOCABULARY),
+            "num_examples": {},
+            "source": "example",
+        }
+
+    def data_info(self, data) -> dict:
+        return {
+            "class_names": list(data.class_names),
+            "vocabulary": list(data.vocabulary),
+            "num_examples": data.num_examples,
+            "source": data.source,
+        }
+
+    def builder_arguments(self, info: dict, config) -> dict:
+        return {"vocabulary": info["vocabulary"], "num_classes": len(info["class_names"])}
+
+    def batches(
+        self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
+    ):
+        """Batched `(text, label)` or `(text, tags, weights)`, bucketed by length.
+
+        Each batch holds texts of like length (between two `BUCKET_BOUNDARIES`), so the
+        model's tokenizer pads it only a little; tags are padded to the same length,
+        with weight 0 past each text's end.
+        """
+        character = config.get("token_level", "word") == "character"
+        ds = split.cache()
+        if training:
+            ds = ds.shuffle(
+                max(1, min(num_examples or 10_000, 10_000)),
+                seed=config["seed"],
+                reshuffle_each_iteration=True,
+            )
+
+        def length(text, _):
+            if character:
+                return tf.strings.length(text, unit="UTF8_CHAR")
+            return tf.size(tf.strings.split(text))
+
+        batch_size = config["batch_size"]
+        padding = (tf.constant(""), tf.constant(-1, tf.int32)) if self.kind == "tagging" else None
+        ds = ds.bucket_by_sequence_length(
+            length,
+            bucket_boundaries=list(BUCKET_BOUNDARIES),
+            bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+            padding_values=padding,
+        )
+        if self.kind == "tagging":
+            ds = ds.map(
+                lambda text, tags: (text, tf.maximum(tags, 0), tf.cast(tags >= 0, tf.float32)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def test_batches(self, data, config):
+        """The held-out split in batches of `(texts, labels)` as NumPy arrays."""
+        for batch in self.batches(data.test, config, training=False):
+            yield batch[0].numpy(), batch[1].numpy()
+
+    # Training and evaluation -------------------------------------------------------
+
+    def model_predictor(self, model):
+        """What `evaluate` measures for a Keras model: texts to probabilities."""
+        return lambda texts: model(tf.constant(texts), training=False)
+
+    def export_predictor(self, signatures):
+        """What `evaluate` measures for a loaded export: its `serving_default` scores."""
+        key = "scores" if self.kind == "classification" else "tag_scores"
+        return lambda texts: signatures["serving_default"](text=tf.constant(texts))[key]
+
+    def plots(self, model, data, info: dict, config, run_dir: str) -> list[str]:
+        """The confusion plot, and the embedding in TensorBoard's projector form."""
+        from kerasnotes import plots
+
+        truth, predicted = self._held_out_predictions(
+            self.model_predictor(model), data, info, config
+        )
+        name = "label" if self.kind == "classification" else "tag"
+        paths = [
+            plots.confusion(
+                truth,
+                predicted,
+                info["class_names"],
+                os.path.join(run_dir, f"{name}_confusion.png"),
+                title=f"{name} confusion (row-normalised)",
+                truth_label=f"true {name}",
+            )
+        ]
+        embedding = find_embedding(model)
+        if embedding is not None:
+            paths += write_projector(
+                keras.ops.convert_to_numpy(embedding.embeddings),
+                info["vocabulary"],
+                os.path.join(run_dir, "logs"),
+            )
+        return paths
+
+    # Test harness -------------------------------------------------------------------
+
+    layout = ("time_major", (False, True))
+
+    def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
+        """`(texts, y, sample_weight)` for one training step: texts of the stand-in
+        vocabulary, one much longer than the others (so the rest are padded)."""
+        words = info["vocabulary"][2:]
+        lengths = [3, 5, 2, 12][:batch_size]
+        texts = [" ".join(rng.choice(words, size=n)) for n in lengths]
+        classes = len(info["class_names"])
+        if self.kind == "classification":
+            return np.array(texts, dtype=object), rng.integers(0, classes, batch_size), None
+        tags = np.zeros((batch_size, max(lengths)), "int64")
+        weights = np.zeros(tags.shape, "float32")
+        for row, n in enumerate(lengths):
+            tags[row, :n] = rng.integers(0, classes, n)
+            weights[row, :n] = 1.0
+        return np.array(texts, dtype=object), tags, weights
+
+    def example_output_shape(self, info: dict, batch_size: int) -> tuple:
+        if self.kind == "classification":
+            return (batch_size, len(info["class_names"]))
+        return (batch_size, 12, len(info["class_names"]))
+
+    def model_input(self, x, config):
+        return tf.constant(x)
+
+    def token_ids(self, model, texts, config):
+        """The ids the model's tokenizer gives `texts`, in the model's layout."""
+        ids = model.get_layer("tokenizer")(tf.constant(texts))
+        return tf.transpose(ids) if config.get("time_major") else ids
+
+    def layout_outputs(self, model, x, config) -> np.ndarray:
+        """The `network` sub-model's answer to the ids of `x` in its layout."""
+        network = model.get_layer("network")
+        return keras.ops.convert_to_numpy(network(self.token_ids(model, x, config)))
+
+    def served_and_predicted(self, model, served, x, config) -> tuple:
+        """What the export's token-id signature answers, and what the model says here."""
+        ids = self.token_ids(model, x, config)
+        key = "scores" if self.kind == "classification" else "tag_scores"
+        got = served.signatures["serving_token_ids"](token_ids=ids)[key].numpy()
+        return got, keras.ops.convert_to_numpy(model(tf.constant(x), training=False))
+
+    # Export -------------------------------------------------------------------------
+
+    def signatures(self, model, info: dict, config) -> dict:
+        """Serving functions and their input specs, keyed by signature name."""
+        class_names = tf.constant(info["class_names"])
+        network = model.get_layer("network")
+        tokenizer = model.get_layer("tokenizer")
+        time_major = config.get("time_major", False)
+
+        def outputs(scores):
+            scores = tf.cast(scores, tf.float32)
+            names = tf.gather(class_names, tf.argmax(scores, axis=-1))
+            if self.kind == "classification":
+                return {"label": names, "scores": scores}
+            return {"tags": names, "tag_scores": scores}
+
+        def serving_default(text):
+            result = outputs(model(text, training=False))
+            if self.kind == "tagging":
+                tokens = tf.strings.split(text).to_tensor("")
+                real = tokens != ""
+                result["tokens"] = tokens
+                result["tags"] = tf.where(real, result["tags"], "")
+            return result
+
+        def serving_token_ids(token_ids):
+            scores = network(token_ids, training=False)
+            result = outputs(scores)
+            if self.kind == "tagging":
+                ids = tf.transpose(token_ids) if time_major else token_ids
+                result["tags"] = tf.where(ids != 0, result["tags"], "")
+            return result
+
+        signatures = {
+            "serving_default": (serving_default, [tf.TensorSpec([None], tf.string, name="text")]),
+            "serving_token_ids": (
+                serving_token_ids,
+                [tf.TensorSpec([None, None], tf.int64, name="token_ids")],
+            ),
+        }
+        embedding = find_embedding(model)
+        if embedding is not None:
+            vocabulary = tf.constant(info["vocabulary"])
+
+            def neighbours(word):
+                table = tf.math.l2_normalize(tf.cast(embedding.embeddings, tf.float32), axis=-1)
+                ids = tokenizer(tf.reshape(word, [-1, 1]))
+                ids = tf.reshape(ids, [tf.shape(word)[0], -1])[:, :1]  # (batch, 1)
+                ids = tf.concat([ids, tf.zeros_like(ids)], axis=1)[:, 0]  # An empty word: 0.
+                similarities = tf.matmul(tf.gather(table, ids), table, transpose_b=True)
+                # Never padding, the unknown token or the word itself.
+                vocabulary_ids = tf.range(tf.shape(table)[0], dtype=ids.dtype)
+                excluded = (vocabulary_ids[None, :] < 2) | (
+                    vocabulary_ids[None, :] == ids[:, None]
+                )
+                similarities = tf.where(excluded, -2.0, similarities)
+                top = tf.math.top_k(similarities, k=num_neighbours(info))
+                known = ids >= 2
+                return {
+                    "neighbours": tf.where(known[:, None], tf.gather(vocabulary, top.indices), ""),
+                    "similarities": tf.where(known[:, None], top.values, 0.0),
+                }
+
+            signatures["neighbours"] = (
+                neighbours,
+                [tf.TensorSpec([None], tf.string, name="word")],
+            )
+        return signatures
+
+    def signature_contract(self, info: dict, config, with_neighbours: bool = True) -> dict:
+        """The fixed names, dtypes and shapes every export is checked against."""
+        classes = len(info["class_names"])
+        if self.kind == "classification":
+            outputs = {"label": ["string", [None]], "scores": ["float32", [None, classes]]}
+            text_outputs = outputs
+        else:
+            outputs = {
+                "tags": ["string", [None, None]],
+                "tag_scores": ["float32", [None, None, classes]],
+            }
+            text_outputs = {**outputs, "tokens": ["string", [None, None]]}
+        contract = {
+            "serving_default": {"inputs": {"text": ["string", [None]]}, "outputs": text_outputs},
+            "serving_token_ids": {
+                "inputs": {"token_ids": ["int64", [None, None]]},
+                "outputs": outputs,
+            },
+        }
+        if with_neighbours:
+            contract["neighbours"] = {
+                "inputs": {"word": ["string", [None]]},
+                "outputs": {
+                    "neighbours": ["string", [None, num_neighbours(info)]],
+                    "similarities": ["float32", [None, num_neighbours(info)]],
+                },
+            }
+        return contract
+
+    def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
+        """Inputs and the answers the export must give, computed by the Keras model."""
+        texts = [text.numpy() for text, _ in examples.take(count)]
+        if len(texts) > 1:  # A text alone and beside a longer one: padding changes nothing.
+            texts[-1] = texts[-1] + b" " + texts[0]
+        signatures = self.signatures(model, info, config)
+        expected = signatures["serving_default"][0](tf.constant(texts))
+        expected = {k: _plain(v) for k, v in expected.items()}
+        ids = model.get_layer("tokenizer")(tf.constant(texts))
+        if config.get("time_major", False):
+            ids = tf.transpose(ids)
+        by_ids = {k: v for k, v in expected.items() if k != "tokens"}
+        result = [
+            {"signature": "serving_default", "inputs": {"text": texts}, "outputs": expected},
+            {
+                "signature": "serving_token_ids",
+                "inputs": {"token_ids": ids.numpy().tolist()},
+                "outputs": by_ids,
+            },
+        ]
+        if "neighbours" in signatures:
+            words = [w for w in info["vocabulary"][2:5]] + ["no-such-word-here"]
+            found = signatures["neighbours"][0](tf.constant(words))
+            result.append(
+                {
+                    "signature": "neighbours",
+                    "inputs": {"word": [w.encode() for w in words]},
+                    "outputs": {k: _plain(v) for k, v in found.items()},
+                }
+            )
+        return result
+
+    def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
+        """Label or tag texts with an export; one result dict per text."""
+        if options:
+            raise UsageError(
+                f"{', '.join(sorted(options))} does not apply to {self.name} exports."
+            )
+        if not inputs:
+            raise UsageError("No texts to predict: give strings, or --file with one per line.")
+        out = signatures["serving_default"](text=tf.constant(inputs))
+        return [self._result(text, out, i) for i, text in enumerate(inputs)]
+
+
+def num_neighbours(info: dict) -> int:
+    """How many neighbours the `neighbours` signature returns: 10, or fewer for a
+    vocabulary too small to have them."""
+    return min(NUM_NEIGHBOURS, len(info["vocabulary"]))
+
+
+def _plain(tensor):
+    """A tensor as JSON-ready lists (strings decoded)."""
+    value = tensor.numpy()
+    if value.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(value).tolist()
+    return value.tolist()
+
+
+def write_projector(vectors: np.ndarray, vocabulary, log_dir: str) -> list[str]:
+    """The embedding as TensorBoard's projector reads it: vectors and words as TSV and a
+    `projector_config.pbtxt`, so `tensorboard --logdir <run>/logs` shows it."""
+    os.makedirs(log_dir, exist_ok=True)
+    vectors_path = os.path.join(log_dir, "embedding_vectors.tsv")
+    metadata_path = os.path.join(log_dir, "embedding_metadata.tsv")
+    rows = range(2, len(vocabulary))  # Not padding or the unknown token.
+    with open(vectors_path, "w", encoding="utf-8") as f:
+        for i in rows:
+            f.write("\t".join(f"{v:.5g}" for v in vectors[i]) + "\n")
+    with open(metadata_path, "w", encoding="utf-8") as f:
+        for i in rows:
+            word = vocabulary[i]
+            f.write((word if word.strip() else repr(word)) + "\n")
+    config_path = os.path.join(log_dir, "projector_config.pbtxt")
+    with open(config_path, "w", encoding="utf-8") as f:
+        f.write(
+            'embeddings {\n  tensor_name: "embedding"\n'
+            '  tensor_path: "embedding_vectors.tsv"\n'
+            '  metadata_path: "embedding_metadata.tsv"\n}\n'
+        )
+    return [vectors_path, metadata_path, config_path]
+
+
+class TextClassification(TextTask):
+    name = "text_classification"
+    kind = "classification"
+    settings = {"vocabulary_size": 20_000, "text_column": "text", "label_column": "label"}
+    example_classes = ("negative", "positive")
+
+    def compile(self, model, optimizer) -> None:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+
+    def _held_out_predictions(self, predict, data, info, config):
+        names = info["class_names"]
+        truth, predicted = [], []
+        for texts, labels in self.test_batches(data, config):
+            scores = np.asarray(predict(texts))
+            truth += [names[i] for i in labels]
+            predicted += [names[i] for i in scores.argmax(-1)]
+        return truth, predicted
+
+    def evaluate(self, predict, data, info: dict, config) -> dict:
+        """Held-out accuracy, macro F1, loss, per-class accuracy and a few samples."""
+        from sklearn.metrics import f1_score
+
+        names = info["class_names"]
+        labels, scores, samples = [], [], []
+        progress = keras.utils.Progbar(
+            data.num_examples.get("test") or None,
+            unit_name="text",
+            verbose=1 if sys.stderr.isatty() else 0,
+        )
+        for texts, batch_labels in self.test_batches(data, config):
+            batch_scores = np.asarray(predict(texts))
+            labels.append(batch_labels)
+            scores.append(batch_scores)
+            for text, label, guess in zip(
+                texts, batch_labels, batch_scores.argmax(-1), strict=True
+            ):
+                if len(samples) < NUM_SAMPLES:
+                    samples.append(
+                        {
+                            "text": text.decode("utf-8"),
+                            "predicted": names[guess],
+                            "reference": names[label],
+                        }
+                    )
+            progress.add(len(texts))
+        if not labels:
+            raise DataError("The test split is empty: nothing to evaluate the classifier on.")
+        labels, scores = np.concatenate(labels), np.concatenate(scores)
+        predictions = scores.argmax(-1)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, scores)
+        return {
+            "accuracy": float(np.mean(predictions == labels)),
+            "macro_f1": float(
+                f1_score(
+                    labels, predictions, average="macro", labels=range(len(names)), zero_division=0
+                )
+            ),
+            "loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
+            "num_examples": int(len(labels)),
+            "per_class_accuracy": {
+                name: float(np.mean(predictions[labels == i] == i))
+                if np.any(labels == i)
+                else None
+                for i, name in enumerate(names)
+            },
+            "samples": samples,
+        }
+
+    def _result(self, text, out, i) -> dict:
+        scores = out["scores"].numpy()[i]
+        return {
+            "input": text,
+            "label": out["label"].numpy()[i].decode(),
+            "score": float(scores.max()),
+        }
+
+
+class SequenceTagging(TextTask):
+    name = "sequence_tagging"
+    kind = "tagging"
+    settings = {"vocabulary_size": 20_000, "tag_column": None}
+    example_classes = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
+
+    def check_settings(self, config) -> None:
+        super().check_settings(config)
+        if config.get("token_level", "word") != "word":
+            raise ConfigError(
+                f"Invalid token_level {config['token_level']!r} for tagging: tags belong to "
+                "words, so token_level must be word."
+            )
+
+    def compile(self, model, optimizer) -> None:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+
+    def _tag_sequences(self, predict, data, info, config):
+        """`(texts, true tag lists, predicted tag lists)` of the held-out split."""
+        names = info["class_names"]
+        texts, truth, predicted = [], [], []
+        for batch_texts, tags in self.test_batches(data, config):
+            guesses = np.asarray(predict(batch_texts)).argmax(-1)
+            for text, row, guess in zip(batch_texts, tags, guesses, strict=True):
+                count = len(text.split())
+                texts.append(text.decode("utf-8"))
+                truth.append([names[t] for t in row[:count]])
+                predicted.append([names[g] for g in guess[:count]])
+        return texts, truth, predicted
+
+    def _held_out_predictions(self, predict, data, info, config):
+        _, truth, predicted = self._tag_sequences(predict, data, info, config)
+        return [t for row in truth for t in row], [p for row in predicted for p in row]
+
+    def evaluate(self, predict, data, info: dict, config) -> dict:
+        """Token accuracy and entity-level precision, recall and F1 (seqeval), overall
+        and per entity type, and a few samples."""
+        from seqeval.metrics import classification_report
+
+        texts, truth, predicted = self._tag_sequences(predict, data, info, config)
+        if not texts:
+            raise DataError("The test split is empty: nothing to evaluate the tagger on.")
+        flat_truth = [t for row in truth for t in row]
+        flat_predicted = [p for row in predicted for p in row]
+        report = classification_report(truth, predicted, output_dict=True, zero_division=0)
+        overall = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+        per_type = {
+            kind: round(float(values["f1-score"]), 4)
+            for kind, values in report.items()
+            if not kind.endswith(" avg")
+        }
+        return {
+            "token_accuracy": float(np.mean(np.array(flat_truth) == np.array(flat_predicted))),
+            "entity_precision": float(overall["precision"]),
+            "entity_recall": float(overall["recall"]),
+            "entity_f1": float(overall["f1-score"]),
+            "entity_f1_by_type": per_type,
+            "num_examples": len(texts),
+            "samples": [
+                {
+                    "text": text,
+                    "predicted": " ".join(guess),
+                    "reference": " ".join(tags),
+                }
+                for text, guess, tags in list(zip(texts, predicted, truth, strict=True))[
+                    :NUM_SAMPLES
+                ]
+            ],
+        }
+
+    def _result(self, text, out, i) -> dict:
+        tokens = [t.decode() for t in out["tokens"].numpy()[i] if t]
+        tags = [t.decode() for t in out["tags"].numpy()[i][: len(tokens)]]
+        return {
+            "input": text,
+            "tagged": " ".join(f"{w}/{t}" for w, t in zip(tokens, tags, strict=True)),
+        }
+
+
+CLASSIFICATION = TextClassification()
+TAGGING = SequenceTagging()
+
+
+def neighbours_of_run(model, info: dict, words, count: int = NUM_NEIGHBOURS) -> list[dict]:
+    """Nearest words of a trained model's embedding (see `kerasnotes.text.nearest_words`)."""
+    embedding = find_embedding(model)
+    if embedding is None:
+        raise UsageError("The model has no embedding layer: it has no word neighbours.")
+    matrix = keras.ops.convert_to_numpy(embedding.embeddings)
+    return nearest_words(matrix, info["vocabulary"], words, count)

@@ -1,0 +1,131 @@
+"""Text pieces shared by the sequence families: tokenizers, vocabularies, word vectors.
+
+Tokenization happens inside the models, in a Keras `TextVectorization` layer whose
+vocabulary is part of its config, so `model.keras` and the SavedModel carry it and a
+serving user sends plain text. Id 0 is padding and id 1 the out-of-vocabulary token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOKEN_LEVELS = ("word", "character")
+PAD, UNKNOWN = "", "[UNK]"
+
+
+def check_token_level(token_level: str) -> str:
+    if token_level not in TOKEN_LEVELS:
+        raise ValueError(
+            f"Invalid token_level {token_level!r}: expected one of {', '.join(TOKEN_LEVELS)}."
+        )
+    return token_level
+
+
+def make_tokenizer(
+    vocabulary=None,
+    token_level: str = "word",
+    *,
+    keep_punctuation: bool = False,
+    max_tokens: int | None = None,
+    name: str = "tokenizer",
+):
+    """A `TextVectorization` layer: text `(batch,)` to ids `(batch, time)`, padded with 0
+    to the batch's longest text.
+
+    Words are lower-cased and split on whitespace; punctuation is stripped unless
+    `keep_punctuation` (taggers keep every token, so tags stay aligned).
+    `token_level="character"` splits into characters instead. Without a
+    `vocabulary`, call `adapt` (with `max_tokens`) to learn one.
+    """
+    import keras
+
+    character = check_token_level(token_level) == "character"
+    return keras.layers.TextVectorization(
+        max_tokens=max_tokens,
+        vocabulary=list(vocabulary) if vocabulary is not None else None,
+        standardize="lower" if keep_punctuation or character else "lower_and_strip_punctuation",
+        split="character" if character else "whitespace",
+        name=name,
+    )
+
+
+def read_vectors(path: str, vocabulary) -> tuple[np.ndarray, int]:
+    """An embedding matrix for `vocabulary` from a word2vec or GloVe text file.
+
+    Each line is a word and its vector; word2vec's first line (`count dimension`) is
+    skipped. Words of the vocabulary missing from the file get small random vectors,
+    the padding row is zero. Returns `(matrix (len(vocabulary), dim), words found)`.
+    """
+    index = {word: i for i, word in enumerate(vocabulary)}
+    rows: dict[int, np.ndarray] = {}
+    dimension = None
+    try:
+        handle = open(path, encoding="utf-8", errors="strict")
+    except OSError as e:
+        raise ValueError(f"Invalid embeddings {path!r}: {e.strerror}.") from None
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                fields = line.rstrip().split(" ")
+                if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
+                    continue  # word2vec's header.
+                if len(fields) < 2:
+                    continue
+                if dimension is None:
+                    dimension = len(fields) - 1
+                if len(fields) - 1 != dimension:
+                    raise ValueError(
+                        f"Invalid embeddings {path!r}: line {number} has {len(fields) - 1} "
+                        f"numbers, earlier lines {dimension}."
+                    )
+                word = fields[0].lower()
+                if word in index and index[word] not in rows:
+                    try:
+                        rows[index[word]] = np.array(fields[1:], dtype="float32")
+                    except ValueError:
+                        raise ValueError(
+                            f"Invalid embeddings {path!r}: line {number} is not a word "
+                            "followed by numbers."
+                        ) from None
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"Invalid embeddings {path!r}: not UTF-8 text (byte offset {e.start} of a line)."
+            ) from None
+    if dimension is None:
+        raise ValueError(f"Invalid embeddings {path!r}: no vectors in it.")
+    found = np.stack(list(rows.values())) if rows else np.zeros((1, dimension), "float32")
+    scale = float(found.std()) or 0.1
+    matrix = np.random.default_rng(0).normal(0, scale, (len(vocabulary), dimension))
+    matrix = matrix.astype("float32")
+    for row, vector in rows.items():
+        matrix[row] = vector
+    matrix[0] = 0.0  # Padding.
+    return matrix, len(rows)
+
+
+def nearest_words(matrix: np.ndarray, vocabulary, words, count: int = 10) -> list[dict]:
+    """For each word, the `count` nearest words by cosine similarity in `matrix`.
+
+    Returns one dict per word: `{"word", "neighbours": [(word, similarity), ...]}`;
+    a word outside the vocabulary has no neighbours and `"unknown": True`.
+    """
+    vocabulary = list(vocabulary)
+    index = {word: i for i, word in enumerate(vocabulary)}
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit = matrix / np.maximum(norms, 1e-12)
+    results = []
+    for word in words:
+        i = index.get(word.lower(), index.get(word))
+        if i is None or i < 2:
+            results.append({"word": word, "unknown": True, "neighbours": []})
+            continue
+        similarities = unit @ unit[i]
+        similarities[[0, 1, i]] = -np.inf  # Padding, out-of-vocabulary, the word itself.
+        order = np.argsort(-similarities)[:count]
+        results.append(
+            {
+                "word": word,
+                "neighbours": [(vocabulary[j], float(similarities[j])) for j in order],
+            }
+        )
+    return results
