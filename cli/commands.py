@@ -21,9 +21,12 @@ def _print_metrics(metrics: dict) -> None:
             for sample in value:
                 if "caption" in sample:
                     said = repr(sample["caption"])
-                else:
+                elif "question" in sample:
                     said = f"{sample['question']!r} -> {sample['answer']!r}"
-                click.echo(f"  sample: {said}  (reference: {sample['references'][0]!r})")
+                else:
+                    said = f"{sample['text']!r} -> {sample['predicted']!r}"
+                reference = sample.get("reference") or sample["references"][0]
+                click.echo(f"  sample: {said}  (reference: {reference!r})")
         elif isinstance(value, dict):
             inner = ", ".join(
                 f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
@@ -237,12 +240,15 @@ def export(ctx, run_dir, export_dir):
 
 @click.command()
 @click.argument("export_dir", metavar="EXPORT", type=click.Path())
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
+@click.option(
+    "-f", "--file", "input_file", metavar="FILE", help="Read more inputs from FILE, one per line."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
 @click.option("--greedy", is_flag=True, help="Captioners: greedy decoding instead of beam search.")
 @click.option("-q", "--question", help="VQA models: the question to ask about every image.")
 @click.pass_context
-def predict(ctx, export_dir, inputs, as_json, greedy, question):
+def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question):
     """Run the export EXPORT on INPUT files or strings and print one result per input.
 
     \b
@@ -250,6 +256,8 @@ def predict(ctx, export_dir, inputs, as_json, greedy, question):
       kerasnotes predict saved_models/cnn/1 circle.png square.jpg
       kerasnotes predict saved_models/captioner/1 scene.png --greedy
       kerasnotes predict saved_models/vqa/1 scene.png --question "what colour is the ring?"
+      kerasnotes predict saved_models/rnn/1 "the plot was not bad" "never once funny"
+      kerasnotes predict saved_models/rnn-tagger/1 --file sentences.txt
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import predict as run_predict
@@ -257,10 +265,41 @@ def predict(ctx, export_dir, inputs, as_json, greedy, question):
         options = {"greedy": True} if greedy else {}
         if question is not None:
             options["question"] = question
-        for result in run_predict(export_dir, list(inputs), **options):
+        results = run_predict(export_dir, list(inputs), input_file=input_file, **options)
+        for result in results:
             if as_json:
                 click.echo(json.dumps(result))
             else:
                 values = [v for k, v in result.items() if k != "input"]
                 shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
                 click.echo("\t".join([result["input"], *shown]))
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.argument("words", metavar="WORD...", nargs=-1, required=True)
+@click.option("-n", "--count", type=click.IntRange(1, 10), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per word.")
+@click.pass_context
+def neighbours(ctx, path, words, count, as_json):
+    """Print the words nearest to each WORD by cosine similarity in the embedding of
+    PATH: a run directory or an export of a text model.
+
+    \b
+    Examples:
+      kerasnotes neighbours saved_models/rnn/1 good dull
+      kerasnotes neighbours runs/rnn-20261129-101500 good -n 5
+    """
+    with handle_errors(_debug(ctx)):
+        from kerasnotes.runs import neighbours as run_neighbours
+
+        for result in run_neighbours(path, list(words), count):
+            if as_json:
+                click.echo(json.dumps(result))
+            elif result.get("unknown"):
+                click.echo(f"{result['word']}: not in the vocabulary")
+            else:
+                shown = ", ".join(
+                    f"{word} {similarity:.3f}" for word, similarity in result["neighbours"]
+                )
+                click.echo(f"{result['word']}: {shown}")

@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": "cli.commands:evaluate",
     "export": "cli.commands:export",
     "predict": "cli.commands:predict",
+    "neighbours": "cli.commands:neighbours",
 }
 
 

@@ -149,13 +149,81 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
     return task.evaluate(predict, data, info, config)
 
 
-def predict(export_dir: str, inputs: list[str], **options: Any) -> list[dict]:
-    """Run an export on raw inputs (files or strings, by task); one dict per input."""
+def read_inputs(path: str) -> list[str]:
+    """The non-empty lines of the UTF-8 file `path` (`predict --file`)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UsageError(f"Input file {path!r} cannot be read: {e.strerror}.") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"Input file {path!r} is not UTF-8 text (invalid byte at offset {e.start})."
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def predict(
+    export_dir: str, inputs: list[str], *, input_file: str | None = None, **options: Any
+) -> list[dict]:
+    """Run an export on raw inputs (files or strings, by task); one dict per input.
+
+    `input_file` adds the lines of a UTF-8 file to `inputs`, one input per line.
+    """
     import tensorflow as tf
 
     if not os.path.exists(export_dir):
         raise UsageError(f"Export {export_dir!r} does not exist.")
+    if input_file is not None:
+        inputs = [*inputs, *read_inputs(input_file)]
+    if not inputs:
+        raise UsageError("Nothing to predict: give inputs, or --file with one per line.")
     manifest = read_manifest(export_dir)
     task = get_task(manifest["task"])
     signatures = tf.saved_model.load(export_dir).signatures
     return task.predict_export(signatures, manifest, inputs, **options)
+
+
+def neighbours(path: str, words: list[str], count: int = 10) -> list[dict]:
+    """The nearest words by cosine similarity in the embedding of a run or an export.
+
+    An export answers through its `neighbours` signature (TensorFlow alone); a run
+    directory through its model's first `Embedding` layer and its data's vocabulary.
+    One dict per word: `{"word", "neighbours": [(word, similarity), ...]}`, with
+    `"unknown": True` for a word outside the vocabulary.
+    """
+    if not os.path.exists(path):
+        raise UsageError(f"{path!r} does not exist: give a run directory or an export.")
+    if not words:
+        raise UsageError("Give at least one word.")
+    if is_export(path):
+        import tensorflow as tf
+
+        signatures = tf.saved_model.load(path).signatures
+        if "neighbours" not in signatures:
+            raise UsageError(
+                f"Export {path!r} has no neighbours signature (its model has no word "
+                "embedding); give an export of a text model."
+            )
+        out = signatures["neighbours"](word=tf.constant(words))
+        results = []
+        for i, word in enumerate(words):
+            found = [n.decode() for n in out["neighbours"].numpy()[i][:count]]
+            similarities = out["similarities"].numpy()[i][:count]
+            pairs = [(n, float(s)) for n, s in zip(found, similarities, strict=True) if n]
+            results.append(
+                {"word": word, "neighbours": pairs, **({} if pairs else {"unknown": True})}
+            )
+        return results
+    import keras
+
+    from kerasnotes.text import find_embedding, nearest_words
+
+    _, _, info, net = _load_run(path)
+    embedding = find_embedding(net)
+    if embedding is None or "vocabulary" not in info:
+        raise UsageError(f"The model of {path!r} has no word embedding: it has no neighbours.")
+    matrix = keras.ops.convert_to_numpy(embedding.embeddings)
+    return nearest_words(matrix, info["vocabulary"], words, count)

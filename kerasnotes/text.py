@@ -49,6 +49,20 @@ def make_tokenizer(
     )
 
 
+def find_embedding(model):
+    """The model's first `Embedding` layer (searching nested models), or `None`."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            return layer
+        if isinstance(layer, keras.Model):
+            found = find_embedding(layer)
+            if found is not None:
+                return found
+    return None
+
+
 def read_vectors(path: str, vocabulary) -> tuple[np.ndarray, int]:
     """An embedding matrix for `vocabulary` from a word2vec or GloVe text file.
 

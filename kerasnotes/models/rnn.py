@@ -165,7 +165,7 @@ def build_rnn(
 @register_model(
     "rnn",
     task="text_classification",
-    training_defaults={"epochs": 8, "batch_size": 64, "learning_rate": 3e-3},
+    training_defaults={"epochs": 5, "batch_size": 64, "learning_rate": 3e-3},
 )
 def rnn(
     vocabulary=EXAMPLE_VOCABULARY,
@@ -202,7 +202,7 @@ def rnn(
 @register_model(
     "rnn-tagger",
     task="sequence_tagging",
-    training_defaults={"epochs": 8, "batch_size": 64, "learning_rate": 3e-3},
+    training_defaults={"epochs": 5, "batch_size": 64, "learning_rate": 3e-3},
 )
 def rnn_tagger(
     vocabulary=EXAMPLE_VOCABULARY,

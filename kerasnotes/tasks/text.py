@@ -26,6 +26,7 @@ returns `tags` and `tag_scores`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -35,25 +36,13 @@ import tensorflow as tf
 
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import ConfigError, DataError, UsageError
-from kerasnotes.text import make_tokenizer, nearest_words
+from kerasnotes.text import find_embedding, make_tokenizer
 
 NUM_NEIGHBOURS = 10
 NUM_SAMPLES = 3
 # Batches hold texts whose lengths (in tokens) fall between the same two boundaries.
 BUCKET_BOUNDARIES = (6, 9, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320,
                      400, 512, 640, 800, 1024)  # fmt: skip
-
-
-def find_embedding(model):
-    """The model's first `Embedding` layer (searching nested models), or `None`."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding):
-            return layer
-        if isinstance(layer, keras.Model):
-            found = find_embedding(layer)
-            if found is not None:
-                return found
-    return None
 
 
 class TextTask:
@@ -128,34 +117,42 @@ class TextTask:
     def batches(
         self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
     ):
-        """Batched `(text, label)` or `(text, tags, weights)`, bucketed by length.
+        """Batched `(text, label)` or `(text, tags, weights)`, each padded to its own
+        longest text.
 
-        Each batch holds texts of like length (between two `BUCKET_BOUNDARIES`), so the
-        model's tokenizer pads it only a little; tags are padded to the same length,
-        with weight 0 past each text's end.
+        Training batches are bucketed by length: each holds texts whose lengths (in
+        tokens) fall between the same two `BUCKET_BOUNDARIES`, so the model's tokenizer
+        pads them only a little. An epoch is `num_examples / batch_size` batches drawn
+        from the repeated, reshuffled split (so every epoch has the same number of
+        steps). Tags are padded with weight 0 past each text's end.
         """
-        character = config.get("token_level", "word") == "character"
-        ds = split.cache()
+        batch_size = config["batch_size"]
+        padding = (tf.constant(""), tf.constant(-1, tf.int32)) if self.kind == "tagging" else None
         if training:
-            ds = ds.shuffle(
+            character = config.get("token_level", "word") == "character"
+
+            def length(text, _):
+                if character:
+                    return tf.strings.length(text, unit="UTF8_CHAR")
+                return tf.size(tf.strings.split(text))
+
+            ds = split.shuffle(
                 max(1, min(num_examples or 10_000, 10_000)),
                 seed=config["seed"],
                 reshuffle_each_iteration=True,
             )
-
-        def length(text, _):
-            if character:
-                return tf.strings.length(text, unit="UTF8_CHAR")
-            return tf.size(tf.strings.split(text))
-
-        batch_size = config["batch_size"]
-        padding = (tf.constant(""), tf.constant(-1, tf.int32)) if self.kind == "tagging" else None
-        ds = ds.bucket_by_sequence_length(
-            length,
-            bucket_boundaries=list(BUCKET_BOUNDARIES),
-            bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
-            padding_values=padding,
-        )
+            if num_examples:
+                ds = ds.repeat()
+            ds = ds.bucket_by_sequence_length(
+                length,
+                bucket_boundaries=list(BUCKET_BOUNDARIES),
+                bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+                padding_values=padding,
+            )
+            if num_examples:
+                ds = ds.take(math.ceil(num_examples / batch_size))
+        else:
+            ds = split.padded_batch(batch_size, padding_values=padding)
         if self.kind == "tagging":
             ds = ds.map(
                 lambda text, tags: (text, tf.maximum(tags, 0), tf.cast(tags >= 0, tf.float32)),
@@ -387,8 +384,6 @@ class TextTask:
             raise UsageError(
                 f"{', '.join(sorted(options))} does not apply to {self.name} exports."
             )
-        if not inputs:
-            raise UsageError("No texts to predict: give strings, or --file with one per line.")
         out = signatures["serving_default"](text=tf.constant(inputs))
         return [self._result(text, out, i) for i, text in enumerate(inputs)]
 
@@ -597,12 +592,3 @@ class SequenceTagging(TextTask):
 
 CLASSIFICATION = TextClassification()
 TAGGING = SequenceTagging()
-
-
-def neighbours_of_run(model, info: dict, words, count: int = NUM_NEIGHBOURS) -> list[dict]:
-    """Nearest words of a trained model's embedding (see `kerasnotes.text.nearest_words`)."""
-    embedding = find_embedding(model)
-    if embedding is None:
-        raise UsageError("The model has no embedding layer: it has no word neighbours.")
-    matrix = keras.ops.convert_to_numpy(embedding.embeddings)
-    return nearest_words(matrix, info["vocabulary"], words, count)
