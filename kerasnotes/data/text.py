@@ -156,8 +156,13 @@ def _from_builder(builder, name: str, kind: str, tag_column) -> TextData:
         class_names = list(tag_feature.feature.names)
 
         def to_pair(example):
-            text = tf.strings.reduce_join(example["tokens"], separator=" ")
-            return text, tf.cast(example[tag_key], tf.int32)
+            # One tag per token (the lengths only differ in generated mock data), and
+            # tokens that stay one token when the text is split on whitespace again.
+            count = tf.minimum(tf.size(example["tokens"]), tf.size(example[tag_key]))
+            tokens = tf.strings.regex_replace(example["tokens"][:count], r"\s+", "_")
+            tokens = tf.where(tokens == "", "_", tokens)
+            text = tf.strings.reduce_join(tokens, separator=" ")
+            return text, tf.cast(example[tag_key][:count], tf.int32)
 
     splits = set(info.splits)
     validation = next((s for s in ("validation", "dev", "valid") if s in splits), None)

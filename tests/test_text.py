@@ -1,0 +1,423 @@
+"""The sequence families: text data and readers, the rnn builders' options, masking,
+time-major equivalence, training, exports, predict and neighbours."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kerasnotes
+from kerasnotes.data import sentences
+from kerasnotes.data import text as text_data
+from kerasnotes.errors import DataError
+from kerasnotes.testing import check_model
+from tests.conftest import run_cli, train_quietly
+
+QUICK_RNN = [
+    "dataset=sentiment/small",
+    "epochs=6",
+    "batch_size=32",
+    "units=32",
+    "embedding_dim=32",
+]
+QUICK_TAGGER = [
+    "dataset=entities/small",
+    "epochs=6",
+    "batch_size=32",
+    "units=32",
+    "embedding_dim=32",
+]
+
+
+# Embedded data -------------------------------------------------------------------------
+
+
+def test_the_order_of_the_words_decides_the_sentiment():
+    # The same words, in the other order, have the other label.
+    rng = np.random.default_rng(0)
+    flipped = 0
+    for _ in range(200):
+        text, label = sentences.sentiment_review(rng)
+        if " but " in text and "not only" not in text and text.count(" but ") == 1:
+            first, second = text.split(" but ")
+            opener = next((o for o in sentences.OPENERS if o and first.startswith(o)), "")
+            swapped = f"{opener} {second} but {first[len(opener) :].strip()}".strip()
+            assert sorted(swapped.split()) == sorted(text.split())
+            flipped += 1
+            assert _label_of(swapped) != label, (text, swapped)
+    assert flipped > 20
+
+
+def _label_of(text: str) -> str:
+    """The label by the dataset's rules, for reviews "A but B" (B decides)."""
+    clause = text.split(" but ")[-1].split()
+    polarity = next(
+        p
+        for word in reversed(clause)
+        for p, words in sentences.ADJECTIVES.items()
+        if word in words
+    )
+    negated = any(word in ("not", "never", "hardly") for word in clause)
+    return (
+        polarity if not negated else ({"positive": "negative", "negative": "positive"}[polarity])
+    )
+
+
+def test_embedded_splits_are_disjoint_and_deterministic():
+    for name, kind in (("sentiment/small", "classification"), ("entities/small", "tagging")):
+        data = text_data.load(name, kind)
+        texts = {
+            split: [t.decode() for t, _ in getattr(data, split).as_numpy_iterator()]
+            for split in ("train", "validation", "test")
+        }
+        assert len(texts["train"]) == data.num_examples["train"] == 3000
+        assert not set(texts["test"]) & set(texts["train"])
+        assert not set(texts["validation"]) & set(texts["train"])
+        again = text_data.load(name, kind)
+        assert [t.decode() for t, _ in again.test.take(5).as_numpy_iterator()] == texts["test"][:5]
+
+
+def test_entities_need_the_words_after_the_name():
+    # Every name occurs as a person, a place and a company: only the words after it tell.
+    rng = np.random.default_rng(1)
+    seen = {}
+    for _ in range(500):
+        tokens, tags = sentences.entity_sentence(rng)
+        for token, tag in zip(tokens, tags, strict=True):
+            if tag.startswith("B-"):
+                seen.setdefault(token, set()).add(tag)
+    assert all(len(kinds) == 3 for kinds in seen.values()), seen
+
+
+# Local files ---------------------------------------------------------------------------
+
+
+def _write(path, text: str | bytes):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+def _rows(n: int, sep: str = ",") -> str:
+    return "".join(
+        f"review number {i} was {'good' if i % 2 else 'bad'}{sep}{'pos' if i % 2 else 'neg'}\n"
+        for i in range(n)
+    )
+
+
+def test_csv_tsv_and_jsonl_files_load(tmp_path):
+    csv_path = _write(tmp_path / "reviews.csv", "text,label\n" + _rows(30))
+    data = text_data.load(csv_path, "classification")
+    assert data.class_names == ["neg", "pos"]
+    assert sum(data.num_examples.values()) == 30 and data.num_examples["test"] == 3
+    text, label = next(iter(data.train))
+    assert text.numpy().decode().startswith("review number") and int(label) in (0, 1)
+
+    tsv_path = _write(tmp_path / "reviews.tsv", "body\tsentiment\n" + _rows(30, "\t"))
+    data = text_data.load(tsv_path, "classification", text_column="body", label_column="sentiment")
+    assert data.class_names == ["neg", "pos"]
+
+    lines = [json.dumps({"review": f"text {i}", "stars": i % 3}) for i in range(30)]
+    jsonl_path = _write(tmp_path / "reviews.jsonl", "\n".join(lines) + "\n")
+    data = text_data.load(jsonl_path, "classification", text_column="review", label_column="stars")
+    assert data.class_names == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "content, line, reason",
+    [
+        ("text,label\n" + _rows(10) + ",pos\n" + _rows(10), 12, "empty text"),
+        ("text,label\n" + _rows(10) + "too,many,columns\n" + _rows(10), 12, "has 3 columns"),
+        (
+            b"text,label\n" + _rows(10).encode() + b"caf\xe9 was good,pos\n" + _rows(10).encode(),
+            12,
+            "not UTF-8",
+        ),
+    ],
+    ids=["empty-text", "columns", "utf8"],
+)
+def test_bad_rows_name_the_file_and_line_or_are_skipped(tmp_path, content, line, reason, capsys):
+    path = _write(tmp_path / "bad.csv", content)
+    with pytest.raises(DataError, match=f"bad.csv' line {line}: it .*{reason}.*skip_bad_records"):
+        text_data.load(path, "classification")
+    data = text_data.load(path, "classification", skip_bad_records=True)
+    assert sum(data.num_examples.values()) == 20
+    assert "Skipped 1 bad record(s)" in capsys.readouterr().err
+
+
+def test_an_unknown_label_in_validation_is_a_bad_record(tmp_path):
+    folder = tmp_path / "split"
+    folder.mkdir()
+    _write(folder / "train.csv", "text,label\n" + _rows(10))
+    _write(folder / "valid.csv", "text,label\na fine text,pos\nanother text,meh\n")
+    _write(folder / "test.csv", "text,label\nsome text,neg\n")
+    with pytest.raises(
+        DataError, match=r"valid.csv' line 3: it has 'meh', never seen in training"
+    ):
+        text_data.load(str(folder), "classification")
+    data = text_data.load(str(folder), "classification", skip_bad_records=True)
+    assert data.num_examples == {"train": 10, "validation": 1, "test": 1}
+
+
+def test_a_missing_column_names_the_columns(tmp_path):
+    path = _write(tmp_path / "r.csv", "review,label\n" + _rows(5))
+    with pytest.raises(
+        DataError,
+        match="no column 'text' \\(set text_column=...\\); its columns are review, label",
+    ):
+        text_data.load(path, "classification")
+
+
+CONLL = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+
+Peter NNP B-NP B-PER
+Blackburn NNP B-NP I-PER
+
+"""
+
+
+def test_conll_files_load_with_the_chosen_tag_column(tmp_path):
+    path = _write(tmp_path / "train.conll", CONLL * 10)
+    data = text_data.load(path, "tagging")
+    assert data.class_names == ["B-MISC", "B-ORG", "B-PER", "I-PER", "O"]
+    texts = {t.decode() for t, _ in data.train.as_numpy_iterator()}
+    assert texts <= {"EU rejects German", "Peter Blackburn"}
+    text, tags = next(iter(data.train))
+    assert len(text.numpy().split()) == len(tags.numpy())
+    chunks = text_data.load(path, "tagging", tag_column=2)
+    assert chunks.class_names == ["B-NP", "B-VP"]
+
+
+def test_a_conll_line_with_other_columns_is_a_bad_record(tmp_path):
+    path = _write(tmp_path / "bad.conll", CONLL * 5 + "Oops NNP\n\n" + CONLL * 5)
+    with pytest.raises(DataError, match="bad.conll' line 46: it has 2 columns, earlier lines 4"):
+        text_data.load(path, "tagging")
+    data = text_data.load(path, "tagging", skip_bad_records=True)
+    assert sum(data.num_examples.values()) == 20
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("imdb_reviews", "classification"),
+        ("ag_news_subset", "classification"),
+        ("conll2003", "tagging"),
+    ],
+)
+def test_tfds_text_datasets_load_under_mock_data(name, kind):
+    import tensorflow_datasets as tfds
+
+    from kerasnotes.tasks import get_task
+
+    task = get_task("text_classification" if kind == "classification" else "sequence_tagging")
+    with tfds.testing.mock_data(num_examples=12):
+        data = text_data.load(name, kind)
+        batch = next(iter(task.batches(data.train, {"batch_size": 4, "seed": 0}, training=False)))
+    assert data.source.startswith(f"tfds:{name}")
+    assert len(data.class_names) >= 2
+    assert batch[0].dtype.name == "string" and batch[0].shape[0] == 4
+    if kind == "tagging":  # (text, tags, weights): one tag per token.
+        tokens = [len(t.split()) for t in batch[0].numpy()]
+        assert list(batch[2].numpy().sum(1).astype(int)) == tokens
+
+
+# The builders --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("rnn", {"cell": "simple"}),
+        ("rnn", {"cell": "gru", "units": [8, 8], "bidirectional": False}),
+        ("rnn", {"cell": "lstm", "units": [8, 8], "merge_mode": "sum"}),
+        ("rnn", {"merge_mode": "mul", "units": 8}),
+        ("rnn", {"merge_mode": "ave", "units": 8}),
+        ("rnn", {"pooling": "mean", "units": 8}),
+        ("rnn", {"pooling": "max", "units": 8}),
+        ("rnn", {"pooling": "attention", "units": 8, "attention_units": 4}),
+        ("rnn", {"dropout": 0.2, "recurrent_dropout": 0.2, "units": 8}),
+        ("rnn", {"token_level": "character", "units": 8}),
+        ("rnn", {"train_embeddings": False, "embedding_dim": 4, "units": 8}),
+        ("rnn-tagger", {"cell": "gru", "units": [8, 8]}),
+        ("rnn-tagger", {"cell": "simple", "bidirectional": False, "units": 8}),
+    ],
+)
+@pytest.mark.parametrize("time_major", [False, True])
+def test_rnn_options_pass_the_harness(name, options, time_major):
+    check_model(name, time_major=time_major, **options)
+
+
+def test_pretrained_vectors_from_a_glove_or_word2vec_file(tmp_path):
+    vocabulary = ["", "[UNK]", "good", "bad", "film"]
+    glove = _write(tmp_path / "glove.txt", "good 0.5 0.5 0\nbad -0.5 -0.5 0\nunused 1 1 1\n")
+    model = kerasnotes.create_model("rnn", vocabulary=vocabulary, embeddings=glove, units=4)
+    matrix = model.get_layer("network").get_layer("embedding").get_weights()[0]
+    assert matrix.shape == (5, 3)
+    np.testing.assert_allclose(matrix[2:4], [[0.5, 0.5, 0], [-0.5, -0.5, 0]])
+    np.testing.assert_allclose(matrix[0], 0)
+    word2vec = _write(tmp_path / "w2v.txt", "2 3\ngood 0.5 0.5 0\nbad -0.5 -0.5 0\n")
+    frozen = kerasnotes.create_model(
+        "rnn", vocabulary=vocabulary, embeddings=word2vec, train_embeddings=False, units=4
+    )
+    assert not frozen.get_layer("network").get_layer("embedding").trainable
+    bad = _write(tmp_path / "bad.txt", "good 0.5 0.5\nbad 1\n")
+    with pytest.raises(ValueError, match="line 2 has 1 numbers, earlier lines 2"):
+        kerasnotes.create_model("rnn", vocabulary=vocabulary, embeddings=bad)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"cell": "transformer"}, "Invalid cell 'transformer'"),
+        ({"units": [32, 0]}, "Invalid units 0"),
+        ({"merge_mode": "max"}, "Invalid merge_mode 'max'"),
+        ({"pooling": "first"}, "Invalid pooling 'first'"),
+        ({"dropout": 1.0}, "Invalid dropout 1.0"),
+        ({"token_level": "byte"}, "Invalid token_level 'byte'"),
+    ],
+)
+def test_rnn_rejects_bad_hyperparameters(options, message):
+    with pytest.raises(ValueError, match=message):
+        kerasnotes.create_model("rnn", **options)
+
+
+@pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["rnn", "rnn-tagger"])
+def test_padding_changes_nothing(name, cell):
+    """A text alone and in a batch with much longer ones: the same prediction, for
+    deep bidirectional stacks of every cell."""
+    import tensorflow as tf
+
+    model = kerasnotes.create_model(name, cell=cell, units=[8, 8], bidirectional=True)
+    alone = ["the film was not good"]
+    batch = alone + ["the plot was dull but the film was great and " * 8, "jordan said"]
+    one = model(tf.constant(alone)).numpy()[0]
+    many = model(tf.constant(batch)).numpy()
+    assert many.shape[-2 if name == "rnn-tagger" else 0] > (5 if name == "rnn-tagger" else 2)
+    np.testing.assert_allclose(
+        many[0][: len(one)] if name == "rnn-tagger" else many[0], one, atol=1e-5
+    )
+
+
+def test_time_major_takes_time_by_batch_ids_with_the_same_weights():
+    import tensorflow as tf
+
+    batch_major = kerasnotes.create_model("rnn-tagger", units=8)
+    time_major = kerasnotes.create_model("rnn-tagger", units=8, time_major=True)
+    time_major.set_weights(batch_major.get_weights())
+    ids = batch_major.get_layer("tokenizer")(tf.constant(["jordan said hello", "the film"]))
+    assert ids.shape == (2, 3)
+    got = time_major.get_layer("network")(tf.transpose(ids)).numpy()
+    want = batch_major.get_layer("network")(ids).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(
+        time_major(tf.constant(["jordan said hello"])),
+        batch_major(tf.constant(["jordan said hello"])),
+        atol=1e-6,
+    )
+
+
+# Training, export, predict, neighbours -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_rnn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rnn")
+    return train_quietly("rnn", QUICK_RNN, root), root
+
+
+@pytest.fixture(scope="module")
+def trained_tagger(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tagger")
+    return train_quietly("rnn-tagger", QUICK_TAGGER, root), root
+
+
+def test_rnn_learns_word_order(trained_rnn):
+    result, _ = trained_rnn
+    assert result.metrics["accuracy"] >= 0.9, result.metrics
+    assert result.metrics["macro_f1"] >= 0.9
+    assert len(result.metrics["samples"]) == 3
+
+
+def test_tagger_learns_entities(trained_tagger):
+    result, root = trained_tagger
+    assert result.metrics["entity_f1"] >= 0.9, result.metrics
+    assert set(result.metrics["entity_f1_by_type"]) == {"PER", "LOC", "ORG"}
+    assert (root / "run" / "tag_confusion.png").exists()
+
+
+def test_exports_answer_plain_text_in_a_tensorflow_only_process(trained_rnn, trained_tagger):
+    script = """
+import json, sys
+import tensorflow as tf
+rnn = tf.saved_model.load(sys.argv[1]).signatures
+tagger = tf.saved_model.load(sys.argv[2]).signatures
+labels = rnn["serving_default"](text=tf.constant(
+    ["the plot was not good but the acting was great", "the acting was great but the plot was not good"]))
+tags = tagger["serving_default"](text=tf.constant(["jordan said hello", "victoria corp was sold today"]))
+found = rnn["neighbours"](word=tf.constant(["good"]))
+print(json.dumps({
+    "labels": [l.decode() for l in labels["label"].numpy()],
+    "tokens": [[t.decode() for t in row] for row in tags["tokens"].numpy()],
+    "tags": [[t.decode() for t in row] for row in tags["tags"].numpy()],
+    "neighbours": [n.decode() for n in found["neighbours"].numpy()[0]],
+    "kerasnotes": "kerasnotes" in sys.modules,
+}))
+"""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            script,
+            trained_rnn[0].export_dir,
+            trained_tagger[0].export_dir,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["labels"] == ["positive", "negative"]
+    assert out["tokens"][0] == ["jordan", "said", "hello", "", ""]
+    assert out["tags"][0] == ["B-PER", "O", "O", "", ""]
+    assert out["tags"][1] == ["B-ORG", "I-ORG", "O", "O", "O"]
+    assert len(out["neighbours"]) == 10 and "good" not in out["neighbours"]
+    assert not out["kerasnotes"]
+
+
+def test_predict_and_neighbours_at_the_cli(trained_rnn, trained_tagger, tmp_path):
+    texts = _write(tmp_path / "texts.txt", "jordan said hello\n\naustin is a city\n")
+    proc = run_cli(
+        "predict", trained_tagger[0].export_dir, "victoria inc hired staff", "--file", texts
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "victoria inc hired staff\tvictoria/B-ORG inc/I-ORG hired/O staff/O",
+        "jordan said hello\tjordan/B-PER said/O hello/O",
+        "austin is a city\taustin/B-LOC is/O a/O city/O",
+    ]
+    proc = run_cli(
+        "predict", trained_rnn[0].export_dir, "the film was never once boring", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["label"] == "positive"
+    run_dir = trained_rnn[0].run_dir
+    for path in (trained_rnn[0].export_dir, run_dir):
+        proc = run_cli("neighbours", path, "good", "qwertyuiop", "-n", "3")
+        assert proc.returncode == 0, proc.stderr
+        good, unknown = proc.stdout.splitlines()
+        assert good.startswith("good: ") and len(good.split(", ")) == 3
+        assert unknown == "qwertyuiop: not in the vocabulary"
+    # The run keeps its embedding for TensorBoard's projector.
+    logs = pathlib.Path(run_dir) / "logs"
+    assert (logs / "projector_config.pbtxt").exists()
+    words = (logs / "embedding_metadata.tsv").read_text().splitlines()
+    vectors = (logs / "embedding_vectors.tsv").read_text().splitlines()
+    assert len(words) == len(vectors) and "good" in words
