@@ -341,52 +341,11 @@ def train(
         export_dir: the export root, or `None` for no export.
         echo: where progress lines go.
     """
-    import keras
-
     # Resolve and check: no data is touched until every check has passed.
     task = task_for_model(model)
-    if resume:
-        if not run_dir:
-            raise UsageError("--resume needs the --run-dir of the run to continue.")
-        config = _resume_config(run_dir, model, config_file, overrides, flags)
-    else:
-        config = _resolve(model, task, config_file, overrides, flags)
-        run_dir = run_dir or _default_run_dir(model)
-        if os.path.exists(run_dir) and os.listdir(run_dir):
-            raise UsageError(
-                f"Run directory {run_dir!r} already exists and is not empty; pass --resume "
-                "to continue it, or choose another --run-dir."
-            )
+    config, run_dir = _resolve_run(model, task, config_file, overrides, flags, run_dir, resume)
     check(model, task, config, run_dir, export_dir)
-
-    # Load the data and build the model on its shapes (their own checks run here).
-    keras.utils.set_random_seed(config["seed"])
-    data = task.load_data(config)
-    info = task.data_info(data)
-    strategy = make_strategy(config["strategy"])
-    train_batches = task.batches(
-        data.train,
-        config,
-        info,
-        training=True,
-        num_examples=data.num_examples.get("train", 0),
-    )
-    validation_batches = task.batches(data.validation, config, info, training=False)
-    steps_per_epoch = int(train_batches.cardinality())
-    if steps_per_epoch > 0:
-        # One iterator for the whole run, `steps_per_epoch` batches an epoch. Given
-        # the data's own end instead, Keras starts a new iterator every epoch; with
-        # VQA's pipeline about every other epoch then waited about 11 s before its
-        # first step, in the C++ code that released the spent one.
-        train_batches = train_batches.repeat()
-    else:  # Of unknown length: each epoch is one pass, however long.
-        steps_per_epoch = None
-    optimizer_steps = steps_per_epoch or math.ceil(
-        max(1, data.num_examples.get("train", 0)) / config["batch_size"]
-    )
-    with strategy.scope():
-        net = _build_network(model, task, config, info)
-        task.compile(net, make_optimizer(config, optimizer_steps))
+    run = _load_and_build(model, task, config)
 
     advice = (
         f"Every completed epoch is kept (backups in {os.path.join(run_dir, 'backup')} are "
@@ -394,57 +353,24 @@ def train(
         f"--run-dir {run_dir} --resume`."
     )
     with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
-        # Inputs are valid: only now touch the run directory.
-        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-        if not resume:
-            write_json(os.path.join(run_dir, CONFIG_FILE), {"model": model, **config})
-        write_json(os.path.join(run_dir, DATA_FILE), info)
-        write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
-        examples_dir = os.path.join(run_dir, EXAMPLES_DIR)
-        if not os.path.exists(examples_dir):
-            data.test.take(NUM_EXAMPLES).save(examples_dir)
-        echo(f"Run directory: {run_dir}")
-        echo(f"Data: {info['source']} ({data.num_examples})")
-        echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
-
-        started = time.perf_counter()
-        history = net.fit(
-            train_batches,
-            validation_data=validation_batches,
-            epochs=config["epochs"],
-            steps_per_epoch=steps_per_epoch,
-            callbacks=_callbacks(run_dir, config, resume),
-            shuffle=False,  # The pipeline shuffles.
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        train_seconds = time.perf_counter() - started
-        epochs_trained = len(history.epoch)
+        _start_run_directory(model, config, run, run_dir, resume, echo)
+        history, train_seconds = _fit(run, config, run_dir, resume)
         last_epoch = history.epoch[-1] + 1 if history.epoch else config["epochs"]
-        weights_epoch = last_epoch
-        if config["restore_best"]:
-            weights_epoch = _restore_best(net, run_dir, last_epoch)
-            if weights_epoch != last_epoch:
-                echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
-        net.save(os.path.join(run_dir, MODEL_FILE))
-
-        echo("Evaluating on the held-out split...")
-        metrics = task.evaluate(task.model_predictor(net), data, info, config)
+        metrics = _evaluate(task, config, run, run_dir, last_epoch, echo)
         metrics["train_seconds"] = round(train_seconds, 2)
-        metrics["epochs"] = last_epoch
-        metrics["weights_epoch"] = weights_epoch
         write_json(os.path.join(run_dir, METRICS_FILE), metrics)
-        _plots(net, task, data, info, config, run_dir)
+        _plots(run.net, task, run.data, run.info, config, run_dir)
 
     exported = None
     if export_dir is not None:
         from kerasnotes.runs import export_model
 
         exported = export_model(
-            net,
+            run.net,
             task,
             model=model,
             config=config,
-            info=info,
+            info=run.info,
             metrics=metrics,
             run_dir=run_dir,
             export_root=export_dir,
@@ -460,7 +386,114 @@ def train(
             "export": exported,
         },
     )
-    return TrainResult(run_dir, metrics, exported, epochs_trained, train_seconds)
+    return TrainResult(run_dir, metrics, exported, len(history.epoch), train_seconds)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the load and build phases give the fit, evaluate and export phases."""
+
+    task: Any
+    data: Any
+    info: dict
+    strategy: Any
+    net: Any
+    train_batches: Any
+    validation_batches: Any
+    steps_per_epoch: int | None
+
+
+def _resolve_run(model, task, config_file, overrides, flags, run_dir, resume):
+    """The resolved configuration and the run directory (a new one unless resuming)."""
+    if resume:
+        if not run_dir:
+            raise UsageError("--resume needs the --run-dir of the run to continue.")
+        return _resume_config(run_dir, model, config_file, overrides, flags), run_dir
+    config = _resolve(model, task, config_file, overrides, flags)
+    run_dir = run_dir or _default_run_dir(model)
+    if os.path.exists(run_dir) and os.listdir(run_dir):
+        raise UsageError(
+            f"Run directory {run_dir!r} already exists and is not empty; pass --resume "
+            "to continue it, or choose another --run-dir."
+        )
+    return config, run_dir
+
+
+def _load_and_build(model: str, task, config) -> _Run:
+    """Load the data, batch it and build the compiled model on its shapes (the checks
+    that need the real shapes run here)."""
+    import keras
+
+    keras.utils.set_random_seed(config["seed"])
+    data = task.load_data(config)
+    info = task.data_info(data)
+    strategy = make_strategy(config["strategy"])
+    num_train = data.num_examples.get("train", 0)
+    train_batches = task.batches(data.train, config, info, training=True, num_examples=num_train)
+    validation_batches = task.batches(data.validation, config, info, training=False)
+    steps_per_epoch = int(train_batches.cardinality())
+    if steps_per_epoch > 0:
+        # One iterator for the whole run, `steps_per_epoch` batches an epoch. Given
+        # the data's own end instead, Keras starts a new iterator every epoch; with
+        # VQA's pipeline about every other epoch then waited about 11 s before its
+        # first step, in the C++ code that released the spent one.
+        train_batches = train_batches.repeat()
+    else:  # Of unknown length: each epoch is one pass, however long.
+        steps_per_epoch = None
+    optimizer_steps = steps_per_epoch or math.ceil(max(1, num_train) / config["batch_size"])
+    with strategy.scope():
+        net = _build_network(model, task, config, info)
+        task.compile(net, make_optimizer(config, optimizer_steps))
+    return _Run(
+        task, data, info, strategy, net, train_batches, validation_batches, steps_per_epoch
+    )
+
+
+def _start_run_directory(model, config, run: _Run, run_dir, resume, echo) -> None:
+    """Inputs are valid: only now is the run directory written."""
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    if not resume:
+        write_json(os.path.join(run_dir, CONFIG_FILE), {"model": model, **config})
+    write_json(os.path.join(run_dir, DATA_FILE), run.info)
+    write_json(os.path.join(run_dir, STATE_FILE), {"status": "training"})
+    examples_dir = os.path.join(run_dir, EXAMPLES_DIR)
+    if not os.path.exists(examples_dir):
+        run.data.test.take(NUM_EXAMPLES).save(examples_dir)
+    echo(f"Run directory: {run_dir}")
+    echo(f"Data: {run.info['source']} ({run.data.num_examples})")
+    strategy = run.strategy
+    echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
+
+
+def _fit(run: _Run, config, run_dir, resume):
+    """Train with the run's callbacks: (Keras history, seconds of training)."""
+    started = time.perf_counter()
+    history = run.net.fit(
+        run.train_batches,
+        validation_data=run.validation_batches,
+        epochs=config["epochs"],
+        steps_per_epoch=run.steps_per_epoch,
+        callbacks=_callbacks(run_dir, config, resume),
+        shuffle=False,  # The pipeline shuffles.
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return history, time.perf_counter() - started
+
+
+def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
+    """Restore the best weights (`restore_best`), save the model, and measure it on the
+    held-out split."""
+    weights_epoch = last_epoch
+    if config["restore_best"]:
+        weights_epoch = _restore_best(run.net, run_dir, last_epoch)
+        if weights_epoch != last_epoch:
+            echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
+    run.net.save(os.path.join(run_dir, MODEL_FILE))
+    echo("Evaluating on the held-out split...")
+    metrics = task.evaluate(task.model_predictor(run.net), run.data, run.info, config)
+    metrics["epochs"] = last_epoch
+    metrics["weights_epoch"] = weights_epoch
+    return metrics
 
 
 def _plots(net, task, data, info, config, run_dir) -> list[str]:

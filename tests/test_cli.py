@@ -57,6 +57,52 @@ def test_models_and_datasets():
     proc = run_cli("datasets")
     assert proc.returncode == 0 and "shapes" in proc.stdout and "mnist" in proc.stdout
     assert "shapes_captions" in proc.stdout and "coco_captions" in proc.stdout
+    assert "text_classification (models: rnn):" in proc.stdout
+    assert "sequence_tagging (models: rnn-tagger):" in proc.stdout and "conll2003" in proc.stdout
+
+
+PLUGIN_TASK = textwrap.dedent(
+    """
+    import kerasnotes
+    from kerasnotes.tasks.image_classification import ImageClassification
+
+
+    class Greyscale(ImageClassification):
+        name = "greyscale_classification"
+
+        def datasets_help(self):
+            return ["greyscale folders (a plugin's own task)"]
+
+
+    kerasnotes.register_task("greyscale_classification", Greyscale())
+
+
+    @kerasnotes.register_model("grey-mlp", task="greyscale_classification")
+    def grey_mlp(input_shape=(32, 32, 3), num_classes=6, data_format="channels_last"):
+        import keras
+
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Flatten()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+    """
+)
+
+
+def test_a_plugin_brings_its_own_task(tmp_path):
+    (tmp_path / "grey.py").write_text(PLUGIN_TASK)
+    proc = run_cli("--plugin", "grey", "datasets", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "greyscale_classification (models: grey-mlp):" in proc.stdout
+    assert "greyscale folders (a plugin's own task)" in proc.stdout
+    proc = run_cli("--plugin", "grey", "models", "grey*", cwd=tmp_path)
+    assert proc.stdout.split()[:2] == ["grey-mlp", "greyscale_classification"]
+
+
+def test_a_task_name_cannot_be_registered_twice():
+    import kerasnotes
+
+    with pytest.raises(ValueError, match="A task named 'vqa' is already registered"):
+        kerasnotes.register_task("vqa", object())
 
 
 def assert_one_line_error(proc, *fragments):
@@ -83,6 +129,8 @@ def bad_folders(tmp_path_factory):
             image = tf.cast(tf.fill((8, 8, 3), 40 * i), tf.uint8)
             (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     (root / "corrupt" / "b" / "oops.jpg").write_bytes(b"\xff\xd8 truncated")
+    rows = "".join(f"text {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
+    (root / "bad.csv").write_text("text,label\nfine,pos\nonly one column\n" + rows)
     return root
 
 
@@ -125,6 +173,13 @@ def bad_folders(tmp_path_factory):
             ["encoder 'mobilenet_v2' needs its imagenet weights", "encoder_weights=null"],
         ),
         (["train", "cnn", "--data-format", "nchw"], ["'nchw' is not one of"]),
+        (["train", "rnn", "--set", "cell=transformer"], ["Invalid cell 'transformer'"]),
+        (
+            ["train", "rnn-tagger", "--set", "token_level=character"],
+            ["Invalid token_level 'character' for tagging"],
+        ),
+        (["train", "rnn", "--dataset", "{csv}"], ["bad.csv' line 3: it has 1 columns"]),
+        (["neighbours", "no/such/run", "good"], ["does not exist"]),
         (["trian"], ["Did you mean 'train'"]),
         (["evaluate", "no/such/run"], ["does not exist"]),
         (["predict", "no/such/export", "x.png"], ["does not exist"]),
@@ -140,7 +195,10 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
     (tmp_path / "file").write_text("not a directory")
     args = [
         a.format(
-            empty=bad_folders / "empty", corrupt=bad_folders / "corrupt", file=tmp_path / "file"
+            empty=bad_folders / "empty",
+            corrupt=bad_folders / "corrupt",
+            csv=bad_folders / "bad.csv",
+            file=tmp_path / "file",
         )
         for a in args
     ]
@@ -168,15 +226,16 @@ def test_invalid_values_fail_before_any_data_is_prepared(args, fragment, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_a_download_without_network_fails_at_once_with_one_line(tmp_path):
+@pytest.mark.parametrize("model, dataset", [("cnn", "mnist"), ("rnn", "imdb_reviews")])
+def test_a_download_without_network_fails_at_once_with_one_line(model, dataset, tmp_path):
     # The download host is unreachable: every connection goes to a closed local port.
     proxy = "http://127.0.0.1:9"
     env = {"TFDS_DATA_DIR": str(tmp_path / "tfds"), "NO_PROXY": ""}
     env |= {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
     proc = run_cli(
-        "train", "cnn", "--dataset", "mnist", "--run-dir", str(tmp_path / "run"), env=env
+        "train", model, "--dataset", dataset, "--run-dir", str(tmp_path / "run"), env=env
     )
-    assert_one_line_error(proc, "Dataset 'mnist' is not prepared", "cannot reach 127.0.0.1:9")
+    assert_one_line_error(proc, f"Dataset {dataset!r} is not prepared", "cannot reach 127.0.0.1:9")
     assert proc.stdout == ""  # No progress bars either.
     assert not (tmp_path / "run").exists()
 

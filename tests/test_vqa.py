@@ -507,6 +507,7 @@ def test_vqa_learns_held_out_questions(trained_vqa):
     assert "answer_confusion.png" in files
 
 
+@pytest.mark.slow  # Two minutes: a whole VQA run in a second process.
 def test_vqa_trains_under_a_mirrored_strategy_on_two_logical_cpus(tmp_path):
     # Replicas split every input along its first axis: batches keep an image per
     # question then (each image once would split images and questions differently).
