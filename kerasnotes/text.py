@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 TOKEN_LEVELS = ("word", "character")
-PAD, UNKNOWN = "", "[UNK]"
+# A stand-in vocabulary for building without data (the task gives the real one): the
+# padding and out-of-vocabulary tokens first, as `TextVectorization` has them.
+EXAMPLE_VOCABULARY = (
+    "", "[UNK]", "the", "film", "plot", "was", "is", "not", "never", "good", "bad", "great",
+    "dull", "but", "and", "jordan", "said", "city",
+)  # fmt: skip
 
 
 def check_token_level(token_level: str) -> str:

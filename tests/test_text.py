@@ -14,6 +14,7 @@ from kerasnotes.data import sentences
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import DataError
 from kerasnotes.testing import check_model
+from kerasnotes.text import EXAMPLE_VOCABULARY
 from tests.conftest import run_cli, train_quietly
 
 QUICK_RNN = [
@@ -244,13 +245,18 @@ def test_tfds_text_datasets_load_under_mock_data(name, kind):
         ("rnn", {"dropout": 0.2, "recurrent_dropout": 0.2, "units": 8}),
         ("rnn", {"token_level": "character", "units": 8}),
         ("rnn", {"train_embeddings": False, "embedding_dim": 4, "units": 8}),
+        ("rnn", {"embeddings": "{glove}", "units": 8}),
+        ("rnn", {"use_cudnn": True, "cell": "gru", "units": 8}),
         ("rnn-tagger", {"cell": "gru", "units": [8, 8]}),
         ("rnn-tagger", {"cell": "simple", "bidirectional": False, "units": 8}),
     ],
 )
-def test_rnn_options_pass_the_harness(name, options):
+def test_rnn_options_pass_the_harness(name, options, tmp_path):
     # In the batch-major layout the harness also builds the time-major model, gives it
     # the same weights and holds its answers equal (both layouts of every option).
+    if options.get("embeddings") == "{glove}":
+        lines = [f"{word} {i / 10} {-i / 10} 0.5" for i, word in enumerate(EXAMPLE_VOCABULARY[2:])]
+        options = {**options, "embeddings": _write(tmp_path / "glove.txt", "\n".join(lines))}
     check_model(name, **options)
 
 

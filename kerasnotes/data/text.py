@@ -92,18 +92,18 @@ def load(
         return _from_files(dataset, kind, reader, skip_bad_records)
     if os.sep in dataset or dataset.startswith((".", "~")):
         raise DataError(f"Dataset path {dataset!r} does not exist; expected {_valid(kind)}.")
-    builder = tfds_builder(dataset, data_dir, valid=_valid(kind), local=_local(kind))
+    builder = tfds_builder(dataset, data_dir, valid=_valid(kind), local=local_formats(kind))
     return _from_builder(builder, dataset, kind, tag_column)
 
 
 def _valid(kind: str) -> str:
     return (
-        f"an embedded dataset ({', '.join(EMBEDDED[kind])}), {_local(kind)} or a tfds "
+        f"an embedded dataset ({', '.join(EMBEDDED[kind])}), {local_formats(kind)} or a tfds "
         f"name (such as {', '.join(TFDS_EXAMPLES[kind])})"
     )
 
 
-def _local(kind: str) -> str:
+def local_formats(kind: str) -> str:
     if kind == "classification":
         return "a CSV, TSV or JSON Lines file (or a folder of train/valid/test files)"
     return "a CoNLL file (or a folder of train/valid/test files)"

@@ -34,16 +34,11 @@ from kerasnotes.layers import (
     check_positive_ints,
 )
 from kerasnotes.registry import register_model
-from kerasnotes.text import make_tokenizer, read_vectors
+from kerasnotes.text import EXAMPLE_VOCABULARY, make_tokenizer, read_vectors
 
 CELLS = {"simple": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 POOLINGS = ("last", "mean", "max", "attention")
-# A stand-in vocabulary for building without data (the task gives the real one).
-EXAMPLE_VOCABULARY = (
-    "", "[UNK]", "the", "film", "plot", "was", "is", "not", "never", "good", "bad", "great",
-    "dull", "but", "and", "jordan", "said", "city",
-)  # fmt: skip
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -95,8 +90,9 @@ def build_rnn(
         pooling: classifier head over the steps: last, mean, max or attention.
         attention_units: width of the attention pooling's scoring layer.
         time_major: the `network` sub-model takes ids `(time, batch)`.
-        use_cudnn: let Keras use cuDNN kernels on a GPU (faster there, but an export
-            traced on a GPU then needs one).
+        use_cudnn: let Keras use cuDNN kernels where a GPU and the layer allow them
+            (faster there; but an export traced on a GPU may then need one, and cuDNN
+            needs right-padded masks without empty texts). Off by default.
     """
     _check_choice("cell", cell, CELLS)
     _check_choice("merge_mode", merge_mode, MERGE_MODES)
@@ -127,7 +123,7 @@ def build_rnn(
         last = index == len(units_list) - 1
         options = {"dropout": dropout, "recurrent_dropout": recurrent_dropout}
         if cell != "simple":
-            options["use_cudnn"] = use_cudnn
+            options["use_cudnn"] = "auto" if use_cudnn else False
         recurrent = CELLS[cell](
             width,
             return_sequences=per_step or not last or pooling != "last",

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import ConfigError, DataError, UsageError
-from kerasnotes.text import find_embedding, make_tokenizer
+from kerasnotes.text import EXAMPLE_VOCABULARY, find_embedding, make_tokenizer
 
 NUM_NEIGHBOURS = 10
 NUM_SAMPLES = 3
@@ -60,7 +60,7 @@ class TextTask:
         return [
             f"{embedded[0]} (embedded default), {', '.join(embedded[1:])} (embedded)",
             "tfds names: " + ", ".join(text_data.TFDS_EXAMPLES[self.kind]) + " (downloaded once)",
-            text_data._local(self.kind),
+            text_data.local_formats(self.kind),
         ]
 
     # Data ---------------------------------------------------------------------------
@@ -92,8 +92,6 @@ class TextTask:
         """A stand-in for `data_info` that needs no data: the trainer builds the model
         on it to check the configuration before loading anything (`config`), and the
         test harness builds on it (`None`)."""
-        from kerasnotes.models.rnn import EXAMPLE_VOCABULARY
-
         if config is not None:
             self.check_settings(config)
         return {
@@ -294,9 +292,9 @@ class TextTask:
 
             def neighbours(word):
                 table = tf.math.l2_normalize(tf.cast(embedding.embeddings, tf.float32), axis=-1)
-                ids = tokenizer(tf.reshape(word, [-1, 1]))
-                ids = tf.reshape(ids, [tf.shape(word)[0], -1])[:, :1]  # (batch, 1)
-                ids = tf.concat([ids, tf.zeros_like(ids)], axis=1)[:, 0]  # An empty word: 0.
+                ids = tokenizer(word)  # (batch, time): the word's first token counts.
+                padding = tf.zeros([tf.shape(ids)[0], 1], ids.dtype)  # An empty word: 0.
+                ids = tf.concat([ids, padding], axis=1)[:, 0]
                 similarities = tf.matmul(tf.gather(table, ids), table, transpose_b=True)
                 # Never padding, the unknown token or the word itself.
                 vocabulary_ids = tf.range(tf.shape(table)[0], dtype=ids.dtype)
@@ -367,7 +365,7 @@ class TextTask:
             },
         ]
         if "neighbours" in signatures:
-            words = [w for w in info["vocabulary"][2:5]] + ["no-such-word-here"]
+            words = [*info["vocabulary"][2:5], "no-such-word-here", ""]
             found = signatures["neighbours"][0](tf.constant(words))
             result.append(
                 {
