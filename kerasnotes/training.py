@@ -397,7 +397,8 @@ class _Run:
     data: Any
     info: dict
     strategy: Any
-    net: Any
+    net: Any  # The model that is saved, evaluated and exported.
+    trained: Any  # What `fit` trains (`net`, or a part of it sharing its weights).
     train_batches: Any
     validation_batches: Any
     steps_per_epoch: int | None
@@ -423,6 +424,7 @@ def _load_and_build(model: str, task, config) -> _Run:
     """Load the data, batch it and build the compiled model on its shapes (the checks
     that need the real shapes run here)."""
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(config["seed"])
     data = task.load_data(config)
@@ -431,21 +433,35 @@ def _load_and_build(model: str, task, config) -> _Run:
     num_train = data.num_examples.get("train", 0)
     train_batches = task.batches(data.train, config, info, training=True, num_examples=num_train)
     validation_batches = task.batches(data.validation, config, info, training=False)
+    # One iterator for the whole run, `steps_per_epoch` batches an epoch. Given the
+    # data's own end instead, Keras starts a new iterator every epoch; with VQA's
+    # pipeline about every other epoch then waited about 11 s before its first step,
+    # in the C++ code that released the spent one.
     steps_per_epoch = int(train_batches.cardinality())
     if steps_per_epoch > 0:
-        # One iterator for the whole run, `steps_per_epoch` batches an epoch. Given
-        # the data's own end instead, Keras starts a new iterator every epoch; with
-        # VQA's pipeline about every other epoch then waited about 11 s before its
-        # first step, in the C++ code that released the spent one.
         train_batches = train_batches.repeat()
+    elif steps_per_epoch == tf.data.INFINITE_CARDINALITY and num_train:
+        # Batches that never end (bucketed by length): an epoch is the split's worth.
+        steps_per_epoch = math.ceil(num_train / config["batch_size"])
     else:  # Of unknown length: each epoch is one pass, however long.
         steps_per_epoch = None
     optimizer_steps = steps_per_epoch or math.ceil(max(1, num_train) / config["batch_size"])
     with strategy.scope():
         net = _build_network(model, task, config, info)
-        task.compile(net, make_optimizer(config, optimizer_steps))
+        # What `fit` trains: the model, or the part of it that the batches feed (a text
+        # model's network on token ids), sharing its weights.
+        trained = task.training_model(net) if hasattr(task, "training_model") else net
+        task.compile(trained, make_optimizer(config, optimizer_steps))
     return _Run(
-        task, data, info, strategy, net, train_batches, validation_batches, steps_per_epoch
+        task,
+        data,
+        info,
+        strategy,
+        net,
+        trained,
+        train_batches,
+        validation_batches,
+        steps_per_epoch,
     )
 
 
@@ -468,7 +484,7 @@ def _start_run_directory(model, config, run: _Run, run_dir, resume, echo) -> Non
 def _fit(run: _Run, config, run_dir, resume):
     """Train with the run's callbacks: (Keras history, seconds of training)."""
     started = time.perf_counter()
-    history = run.net.fit(
+    history = run.trained.fit(
         run.train_batches,
         validation_data=run.validation_batches,
         epochs=config["epochs"],
@@ -485,7 +501,7 @@ def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
     held-out split."""
     weights_epoch = last_epoch
     if config["restore_best"]:
-        weights_epoch = _restore_best(run.net, run_dir, last_epoch)
+        weights_epoch = _restore_best(run.trained, run_dir, last_epoch)
         if weights_epoch != last_epoch:
             echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
     run.net.save(os.path.join(run_dir, MODEL_FILE))

@@ -217,15 +217,20 @@ def test_tfds_text_datasets_load_under_mock_data(name, kind):
     from kerasnotes.tasks import get_task
 
     task = get_task("text_classification" if kind == "classification" else "sequence_tagging")
+    config = {"dataset": name, "batch_size": 4, "seed": 0, "skip_bad_records": False}
+    config |= {"vocabulary_size": 1000, "label_column": "label", "text_column": "text"}
     with tfds.testing.mock_data(num_examples=12):
-        data = text_data.load(name, kind)
-        batch = next(iter(task.batches(data.train, {"batch_size": 4, "seed": 0}, training=False)))
+        data = task.load_data({**config, "tag_column": None})
+        info = task.data_info(data)
+        batch = next(iter(task.batches(data.train, config, info, training=False)))
+        texts, _ = next(task.test_batches(data, config))
     assert data.source.startswith(f"tfds:{name}")
-    assert len(data.class_names) >= 2
-    assert batch[0].dtype.name == "string" and batch[0].shape[0] == 4
-    if kind == "tagging":  # (text, tags, weights): one tag per token.
-        tokens = [len(t.split()) for t in batch[0].numpy()]
+    assert len(data.class_names) >= 2 and len(info["vocabulary"]) > 2
+    assert batch[0].dtype.name == "int64" and batch[0].shape[0] == 4
+    if kind == "tagging":  # (token_ids, tags, weights): one tag per token.
+        tokens = [len(t.split()) for t in texts]
         assert list(batch[2].numpy().sum(1).astype(int)) == tokens
+        assert list((batch[0].numpy() != 0).sum(1)) == tokens
 
 
 # The builders --------------------------------------------------------------------------

@@ -34,7 +34,9 @@ def register_task(name: str, task: Any) -> Any:
     `kerasnotes.tasks.image_classification.ImageClassification`): `load_data`,
     `example_info`, `data_info`, `builder_arguments`, `batches`, `compile`,
     `evaluate`, `plots`, `signatures`, `signature_contract`, `export_examples`,
-    `predict_export` and `datasets_help`. Registering a name twice is an error.
+    `predict_export` and `datasets_help`, and optionally `training_model` (the part of
+    the model that `fit` trains, if the batches feed only a part of it). Registering a
+    name twice is an error.
     """
     if name in _BUILTIN_TASKS or name in _REGISTERED:
         raise ValueError(f"A task named {name!r} is already registered. Choose another name.")

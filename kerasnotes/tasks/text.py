@@ -26,7 +26,6 @@ returns `tags` and `tag_scores`.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -112,29 +111,38 @@ class TextTask:
     def builder_arguments(self, info: dict, config) -> dict:
         return {"vocabulary": info["vocabulary"], "num_classes": len(info["class_names"])}
 
-    def batches(
-        self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
-    ):
-        """Batched `(text, label)` or `(text, tags, weights)`, each padded to its own
-        longest text.
+    def tokenizer(self, info: dict, config):
+        """A tokenizer like the model's, for the data pipeline."""
+        return make_tokenizer(
+            info["vocabulary"],
+            config.get("token_level", "word"),
+            keep_punctuation=self.kind == "tagging",
+        )
 
-        Training batches are bucketed by length: each holds texts whose lengths (in
-        tokens) fall between the same two `BUCKET_BOUNDARIES`, so the model's tokenizer
-        pads them only a little. An epoch is `num_examples / batch_size` batches drawn
-        from the repeated, reshuffled split (so every epoch has the same number of
-        steps). Tags are padded with weight 0 past each text's end.
+    def batches(self, split: tf.data.Dataset, config, info, *, training: bool, num_examples=0):
+        """Batched `(token_ids, labels)` or `(token_ids, tags, weights)` for the model's
+        `network` (see `training_model`), each batch padded to its own longest text.
+
+        Texts are tokenized here, in parallel with training, by a tokenizer like the
+        model's. Training batches are bucketed by length: each holds texts whose token
+        counts fall between the same two `BUCKET_BOUNDARIES`, so they are padded only a
+        little. Given `num_examples`, the batches never end (the split is repeated and
+        reshuffled, so every batch is full) and the trainer counts `num_examples /
+        batch_size` of them an epoch. Tags are
+        padded with weight 0 past each text's end. With `time_major` the ids are
+        `(time, batch)`.
         """
         batch_size = config["batch_size"]
-        padding = (tf.constant(""), tf.constant(-1, tf.int32)) if self.kind == "tagging" else None
+        tokenizer = self.tokenizer(info, config)
+        ds = split.map(
+            lambda text, target: (tokenizer(text), target), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        padding = (
+            tf.constant(0, tf.int64),
+            tf.constant(-1, tf.int32) if self.kind == "tagging" else None,
+        )
         if training:
-            character = config.get("token_level", "word") == "character"
-
-            def length(text, _):
-                if character:
-                    return tf.strings.length(text, unit="UTF8_CHAR")
-                return tf.size(tf.strings.split(text))
-
-            ds = split.shuffle(
+            ds = ds.shuffle(
                 max(1, min(num_examples or 10_000, 10_000)),
                 seed=config["seed"],
                 reshuffle_each_iteration=True,
@@ -142,26 +150,34 @@ class TextTask:
             if num_examples:
                 ds = ds.repeat()
             ds = ds.bucket_by_sequence_length(
-                length,
+                lambda ids, _: tf.size(ids),
                 bucket_boundaries=list(BUCKET_BOUNDARIES),
                 bucket_batch_sizes=[batch_size] * (len(BUCKET_BOUNDARIES) + 1),
                 padding_values=padding,
             )
-            if num_examples:
-                ds = ds.take(math.ceil(num_examples / batch_size))
         else:
-            ds = split.padded_batch(batch_size, padding_values=padding)
-        if self.kind == "tagging":
-            ds = ds.map(
-                lambda text, tags: (text, tf.maximum(tags, 0), tf.cast(tags >= 0, tf.float32)),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        return ds.prefetch(tf.data.AUTOTUNE)
+            ds = ds.padded_batch(batch_size, padding_values=padding)
+        time_major = config.get("time_major", False)
+
+        def to_model(ids, targets):
+            ids = tf.transpose(ids) if time_major else ids
+            if self.kind == "classification":
+                return ids, targets
+            return ids, tf.maximum(targets, 0), tf.cast(targets >= 0, tf.float32)
+
+        return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def training_model(self, model):
+        """What `fit` trains: the `network` sub-model, on token ids from `batches`; the
+        text model shares its weights."""
+        return model.get_layer("network")
 
     def test_batches(self, data, config):
-        """The held-out split in batches of `(texts, labels)` as NumPy arrays."""
-        for batch in self.batches(data.test, config, training=False):
-            yield batch[0].numpy(), batch[1].numpy()
+        """The held-out split in batches of `(texts, labels)` as NumPy arrays; tags are
+        padded with 0 past each text's end."""
+        padding = (tf.constant(""), tf.constant(0, tf.int32)) if self.kind == "tagging" else None
+        for texts, targets in data.test.padded_batch(config["batch_size"], padding_values=padding):
+            yield texts.numpy(), targets.numpy()
 
     # Training and evaluation -------------------------------------------------------
 
