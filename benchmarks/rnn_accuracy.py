@@ -8,7 +8,7 @@ test suite).
 2. `rnn-tagger` with its defaults on `entities`, against a left-to-right tagger of
    about the same size (one direction, wider): names are typed by the words after
    them, so the left-to-right tagger should be clearly lower in entity F1.
-3. LSTM against SimpleRNN on `sentiment/long_range` (the label is 25-60 words back),
+3. LSTM against SimpleRNN on `sentiment/long_range` (the label is 5-100 words back),
    left-to-right, reading the last state, same units, 3 seeds each.
 
     python benchmarks/rnn_accuracy.py [--only 1,2,3]

@@ -15,7 +15,7 @@
 Rounds alternate the contenders and report medians (step time drifts between processes
 and over time on this machine; see STACK-FACTS.md).
 
-    python benchmarks/rnn_throughput.py [--rounds 5] [--steps 40]
+    python benchmarks/rnn_throughput.py [--rounds 7] [--steps 150]
 """
 
 import argparse
@@ -90,8 +90,8 @@ def varied_texts(count: int, seed: int = 0):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
     config = {"batch_size": 64, "seed": 0, "token_level": "word"}
 
@@ -126,28 +126,33 @@ def main():
     info = {"vocabulary": sentiment_vocabulary}
     sentiment = TASK.batches(data.train, config, info, training=True, num_examples=12000)
 
-    results = {k: [] for k in ("bucketed", "padded", "kerasnotes", "plain_keras")}
-    for _ in range(args.rounds):
-        keras.utils.set_random_seed(0)
-        results["bucketed"].append(
-            examples_per_second(kerasnotes_rnn(vocabulary), bucketed, args.steps)
-        )
-        results["padded"].append(
-            examples_per_second(kerasnotes_rnn(vocabulary), padded, args.steps)
-        )
-        results["kerasnotes"].append(
-            examples_per_second(kerasnotes_rnn(sentiment_vocabulary), sentiment, args.steps)
-        )
-        plain = plain_keras_rnn(sentiment_vocabulary)
-        results["plain_keras"].append(examples_per_second(plain, sentiment, args.steps))
+    contenders = {
+        "bucketed": lambda: examples_per_second(kerasnotes_rnn(vocabulary), bucketed, args.steps),
+        "padded": lambda: examples_per_second(kerasnotes_rnn(vocabulary), padded, args.steps),
+        "kerasnotes": lambda: examples_per_second(
+            kerasnotes_rnn(sentiment_vocabulary), sentiment, args.steps
+        ),
+        "plain_keras": lambda: examples_per_second(
+            plain_keras_rnn(sentiment_vocabulary), sentiment, args.steps
+        ),
+    }
+    results = {name: [] for name in contenders}
+    for round_index in range(args.rounds):
+        # Each pair runs side by side, in alternating order.
+        for pair in (("bucketed", "padded"), ("kerasnotes", "plain_keras")):
+            for name in pair if round_index % 2 == 0 else reversed(pair):
+                keras.utils.set_random_seed(0)
+                results[name].append(contenders[name]())
     median = {k: statistics.median(v) for k, v in results.items()}
     for name, values in results.items():
         print(f"{name:>12}: {median[name]:8.1f} examples/s (median; {[round(v) for v in values]})")
+
+    def paired(a, b):  # The median of the rounds' ratios: drift cancels within a round.
+        return statistics.median(x / y for x, y in zip(results[a], results[b], strict=True))
+
+    print(f"1. bucketed / padded to the longest: {paired('bucketed', 'padded'):.2f} (goal >= 1.5)")
     print(
-        f"1. bucketed / padded to the longest: {median['bucketed'] / median['padded']:.2f} (goal >= 1.5)"
-    )
-    print(
-        f"2. kerasnotes / plain Keras:         {median['kerasnotes'] / median['plain_keras']:.3f} "
+        f"2. kerasnotes / plain Keras:         {paired('kerasnotes', 'plain_keras'):.3f} "
         "(goal >= 1.0)"
     )
 

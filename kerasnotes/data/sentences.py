@@ -5,9 +5,10 @@ which the order of the words decides the answer.
   unless it is the "not only ... but" construction, and the connective decides which
   clause counts ("A but B" and "although A, B" mean B, "A, although B" means A). The
   same words in another order have the other label, so a bag of words cannot solve it.
-- `sentiment/long_range`: "i loved it" or "i hated it", then 25 to 60 words of
+- `sentiment/long_range`: "i loved it" or "i hated it", then 5 to 100 words of
   narration, then what someone else thought, in the same words: the label is the
-  speaker's opinion, read at the start (the notes' long-range dependency).
+  speaker's opinion, read at the start (the notes' long-range dependency). The short
+  ones let a model find the signal; the long ones need a memory of up to 100 steps.
 - `entities`: sentences about people, places and companies whose names are all
   ambiguous ("jordan", "austin", "victoria"); what a name is shows only in the words
   after it ("jordan said", "jordan is a city", "jordan corp"), so a tagger must read to
@@ -142,7 +143,7 @@ def long_range_review(rng) -> tuple[str, str]:
     label = SENTIMENTS[rng.integers(2)]
     other = SENTIMENTS[rng.integers(2)]
     verbs = {"positive": "loved", "negative": "hated"}
-    narration = " ".join(rng.choice(NARRATION, size=rng.integers(25, 61)))
+    narration = " ".join(rng.choice(NARRATION, size=rng.integers(5, 101)))
     who = ("my friend", "my sister", "the critic", "my neighbour")[rng.integers(4)]
     text = f"i {verbs[label]} it . {narration} . {who} {verbs[other]} it"
     return text, label
@@ -156,8 +157,11 @@ class SentimentConfig(SentenceConfig):
 class Sentiment(SentenceBuilder, skip_registration=True):
     """Generated reviews whose sentiment depends on word order."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "long_range: 5 to 100 words apart (was 25 to 60, which no model learned).",
+    }
     BUILDER_CONFIGS = [
         SentimentConfig(name="default", description="Negation, its scope and connectives."),
         SentimentConfig(
@@ -169,7 +173,7 @@ class Sentiment(SentenceBuilder, skip_registration=True):
         ),
         SentimentConfig(
             name="long_range",
-            description="The label is the first of two opinions, 25-60 words apart.",
+            description="The label is the first of two opinions, 5-100 words apart.",
             long_range=True,
         ),
     ]
