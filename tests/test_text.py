@@ -444,3 +444,25 @@ def test_text_runs_evaluate_and_export_again(trained_rnn, tmp_path):
     manifest = json.loads((pathlib.Path(exported) / "assets" / "kerasnotes.json").read_text())
     assert manifest["task"] == "text_classification"
     assert manifest["data"]["vocabulary"][:2] == ["", "[UNK]"]
+
+
+def test_a_text_run_resumes_from_its_backup(tmp_path):
+    # `fit` trains the network sub-model: its backups and best weights resume it.
+    quick = ["dataset=sentiment/small", "epochs=1", "units=8", "embedding_dim=8"]
+    first = kerasnotes.train(
+        "rnn", overrides=quick, run_dir=str(tmp_path / "run"), export_dir=None, echo=print
+    )
+    assert first.metrics["epochs"] == 1
+    lines = []
+    resumed = kerasnotes.train(
+        "rnn",
+        overrides=["epochs=2"],
+        run_dir=str(tmp_path / "run"),
+        resume=True,
+        export_dir=None,
+        echo=lines.append,
+    )
+    assert resumed.epochs_trained == 1 and resumed.metrics["epochs"] == 2
+    assert resumed.metrics["weights_epoch"] in (1, 2)
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]

@@ -181,6 +181,14 @@ class TextTask:
 
     # Training and evaluation -------------------------------------------------------
 
+    def compile(self, model, optimizer) -> None:
+        # Weighted, so that a tagger's accuracy counts only the tokens, not the padding.
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+
     def model_predictor(self, model):
         """What `evaluate` measures for a Keras model: texts to probabilities."""
         return lambda texts: model(tf.constant(texts), training=False)
@@ -446,13 +454,6 @@ class TextClassification(TextTask):
     settings = {"vocabulary_size": 20_000, "text_column": "text", "label_column": "label"}
     example_classes = ("negative", "positive")
 
-    def compile(self, model, optimizer) -> None:
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
-
     def _held_out_predictions(self, predict, data, info, config):
         names = info["class_names"]
         truth, predicted = [], []
@@ -534,13 +535,6 @@ class SequenceTagging(TextTask):
                 f"Invalid token_level {config['token_level']!r} for tagging: tags belong to "
                 "words, so token_level must be word."
             )
-
-    def compile(self, model, optimizer) -> None:
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
 
     def _tag_sequences(self, predict, data, info, config):
         """`(texts, true tag lists, predicted tag lists)` of the held-out split."""
