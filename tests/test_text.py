@@ -195,6 +195,13 @@ def test_conll_files_load_with_the_chosen_tag_column(tmp_path):
     assert chunks.class_names == ["B-NP", "B-VP"]
 
 
+def test_a_folder_of_conll_2003_files_keeps_its_split(tmp_path):
+    for name, copies in (("eng.train", 8), ("eng.testa", 2), ("eng.testb", 3)):
+        _write(tmp_path / name, CONLL * copies)
+    data = text_data.load(str(tmp_path), "tagging")
+    assert data.num_examples == {"train": 16, "validation": 4, "test": 6}
+
+
 def test_a_conll_line_with_other_columns_is_a_bad_record(tmp_path):
     path = _write(tmp_path / "bad.conll", CONLL * 5 + "Oops NNP\n\n" + CONLL * 5)
     with pytest.raises(DataError, match="bad.conll' line 46: it has 2 columns, earlier lines 4"):

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -41,11 +43,6 @@ EMBEDDED = {
 }
 TFDS_EXAMPLES = {"classification": ("imdb_reviews", "ag_news_subset"), "tagging": ("conll2003",)}
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
-SPLIT_FILE_PREFIXES = {
-    "train": ("train",),
-    "validation": ("valid", "dev", "testa"),
-    "test": ("test",),
-}
 
 
 @dataclasses.dataclass
@@ -205,13 +202,16 @@ class BadRecord(Exception):
 
 def _decode(raw: bytes) -> str:
     """The text of a file, with bytes that are not UTF-8 kept as surrogates, so that the
-    record holding them can be named (see `_check_utf8`)."""
+    record holding them can be named (see `_not_utf8`)."""
     return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _check_utf8(value: str, line: int) -> None:
-    if any("\udc80" <= c <= "\udcff" for c in value):
-        raise BadRecord(line, "holds bytes that are not UTF-8")
+def _not_utf8(value: str) -> bool:
+    """Whether `value` (from `_decode`) holds bytes that were not UTF-8."""
+    return any("\udc80" <= c <= "\udcff" for c in value)
+
+
+NOT_UTF8 = "holds bytes that are not UTF-8"
 
 
 def _table_reader(text_column: str, label_column: str):
@@ -227,7 +227,8 @@ def _table_reader(text_column: str, label_column: str):
                 f"Text file {path!r} is not a table: expected a {', '.join(TABLE_EXTENSIONS)} "
                 "file with a text and a label column."
             )
-        reader = csv.reader(text.splitlines(), delimiter="\t" if extension == ".tsv" else ",")
+        delimiter = "\t" if extension == ".tsv" else ","
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = next(reader, None)
         if not header:
             raise DataError(f"Text file {path!r} is empty: expected a header row first.")
@@ -255,12 +256,11 @@ def _jsonl_records(text: str, text_column: str, label_column: str):
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            _check_utf8(raw, line)
-            row = json.loads(raw)
-        except BadRecord as e:
-            yield e
+        if _not_utf8(raw):
+            yield BadRecord(line, NOT_UTF8)
             continue
+        try:
+            row = json.loads(raw)
         except ValueError as e:
             yield BadRecord(line, f"is not valid JSON ({e.args[0][:80]})")
             continue
@@ -274,10 +274,8 @@ def _jsonl_records(text: str, text_column: str, label_column: str):
 
 
 def _record(line: int, text: str, label: str):
-    try:
-        _check_utf8(text + label, line)
-    except BadRecord as e:
-        return e
+    if _not_utf8(text + label):
+        return BadRecord(line, NOT_UTF8)
     if not text.strip():
         return BadRecord(line, "has an empty text")
     if not label.strip():
@@ -311,12 +309,9 @@ def _conll_reader(tag_column):
             if problem:
                 continue
             width = width or len(fields)
-            try:
-                _check_utf8(raw, line)
-            except BadRecord as e:
-                problem = e
-                continue
-            if len(fields) != width:
+            if _not_utf8(raw):
+                problem = BadRecord(line, NOT_UTF8)
+            elif len(fields) != width:
                 problem = BadRecord(line, f"has {len(fields)} columns, earlier lines {width}")
             elif not -width <= column < width:
                 raise DataError(
@@ -330,20 +325,27 @@ def _conll_reader(tag_column):
     return read
 
 
+def _split_of(name: str) -> str | None:
+    """The split a file's name says it holds: `train.txt`, `dev.tsv`, `valid.csv`,
+    `test.jsonl`, or CoNLL-2003's `eng.train`, `eng.testa` (validation), `eng.testb`."""
+    parts = re.split(r"[._-]", name.lower())
+    if "train" in parts:
+        return "train"
+    if "testa" in parts or any(p.startswith(("valid", "dev")) for p in parts):
+        return "validation"
+    if "test" in parts or "testb" in parts:
+        return "test"
+    return None
+
+
 def _split_files(path: str) -> dict[str, str] | None:
     """`{split: file}` of a directory holding train, validation and test files."""
-    names = sorted(n for n in os.listdir(path) if not n.startswith("."))
     found = {}
-    for split, prefixes in SPLIT_FILE_PREFIXES.items():
-        for name in names:
-            stem = os.path.splitext(name)[0].lower().rsplit(".", 1)[-1]
-            if stem.startswith(prefixes) and not (split == "test" and stem == "testa"):
-                found.setdefault(split, os.path.join(path, name))
-    if "testb" in " ".join(names).lower():  # CoNLL-2003's own names.
-        found["test"] = next(os.path.join(path, n) for n in names if "testb" in n.lower())
-    if "train" not in found:
-        return None
-    return found
+    for name in sorted(os.listdir(path)):
+        split = _split_of(name) if not name.startswith(".") else None
+        if split:
+            found.setdefault(split, os.path.join(path, name))
+    return found if "train" in found else None
 
 
 def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextData:
