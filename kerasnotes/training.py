@@ -393,7 +393,6 @@ def train(
 class _Run:
     """What the load and build phases give the fit, evaluate and export phases."""
 
-    task: Any
     data: Any
     info: dict
     strategy: Any
@@ -453,7 +452,6 @@ def _load_and_build(model: str, task, config) -> _Run:
         trained = task.training_model(net) if hasattr(task, "training_model") else net
         task.compile(trained, make_optimizer(config, optimizer_steps))
     return _Run(
-        task,
         data,
         info,
         strategy,
