@@ -151,11 +151,9 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
 
 def read_inputs(path: str) -> list[str]:
     """The non-empty lines of the UTF-8 file `path` (`predict --file`)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UsageError(f"Input file {path!r} cannot be read: {e.strerror}.") from None
+    from kerasnotes.data.images import read_bytes
+
+    raw = read_bytes(path, "input file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -208,11 +206,14 @@ def neighbours(path: str, words: list[str], count: int = 10) -> list[dict]:
                 "embedding); give an export of a text model."
             )
         out = signatures["neighbours"](word=tf.constant(words))
+        found, similarities = out["neighbours"].numpy(), out["similarities"].numpy()
         results = []
         for i, word in enumerate(words):
-            found = [n.decode() for n in out["neighbours"].numpy()[i][:count]]
-            similarities = out["similarities"].numpy()[i][:count]
-            pairs = [(n, float(s)) for n, s in zip(found, similarities, strict=True) if n]
+            pairs = [
+                (n.decode(), float(s))
+                for n, s in zip(found[i][:count], similarities[i][:count], strict=True)
+                if n
+            ]
             results.append(
                 {"word": word, "neighbours": pairs, **({} if pairs else {"unknown": True})}
             )

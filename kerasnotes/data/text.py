@@ -29,12 +29,13 @@ import json
 import os
 import re
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data.downloads import tfds_builder
-from kerasnotes.data.images import held_out_split
+from kerasnotes.data.images import held_out_split, read_bytes
 from kerasnotes.errors import DataError
 
 EMBEDDED = {
@@ -192,12 +193,11 @@ def _count(info, split: str) -> int:
 # Local files ---------------------------------------------------------------------------
 
 
-class BadRecord(Exception):
+class BadRecord(NamedTuple):
     """A record that cannot be used: its line and why."""
 
-    def __init__(self, line: int, reason: str):
-        super().__init__(reason)
-        self.line, self.reason = line, reason
+    line: int
+    reason: str
 
 
 def _decode(raw: bytes) -> str:
@@ -361,7 +361,7 @@ def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextDat
     records, skipped = {}, []
     for split, file in files.items():
         records[split] = []
-        for record in reader(file, _decode(_read(file))):
+        for record in reader(file, _decode(read_bytes(file, "text file"))):
             if isinstance(record, BadRecord):
                 skipped.append((file, record))
             else:
@@ -427,11 +427,3 @@ def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextDat
         num_examples={split: len(records[split]) for split in ("train", "validation", "test")},
         source=f"files:{os.path.abspath(path)}",
     )
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise DataError(f"Text file {path!r} cannot be read: {e.strerror}.") from None
