@@ -325,7 +325,7 @@ def _conll_reader(tag_column):
     return read
 
 
-def _split_of(name: str) -> str | None:
+def split_of_file(name: str) -> str | None:
     """The split a file's name says it holds: `train.txt`, `dev.tsv`, `valid.csv`,
     `test.jsonl`, or CoNLL-2003's `eng.train`, `eng.testa` (validation), `eng.testb`."""
     parts = re.split(r"[._-]", name.lower())
@@ -342,7 +342,7 @@ def _split_files(path: str) -> dict[str, str] | None:
     """`{split: file}` of a directory holding train, validation and test files."""
     found = {}
     for name in sorted(os.listdir(path)):
-        split = _split_of(name) if not name.startswith(".") else None
+        split = split_of_file(name) if not name.startswith(".") else None
         if split:
             found.setdefault(split, os.path.join(path, name))
     return found if "train" in found else None

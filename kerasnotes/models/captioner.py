@@ -25,8 +25,8 @@ where input feeding reached 0.856 at 1.5x the step time.
 Training is plain `fit()` with teacher forcing: inputs `{"images", "token_ids"}`, the
 shifted tokens as targets and the padding mask as sample weights.
 
-Decoding (`generate`) is batched beam search in the graph (`tf.while_loop`), with
-length normalisation; beam width 1 is greedy decoding. `evaluate`, `predict` and the
+Decoding (`generate`) is `kerasnotes.decoding`'s batched beam search in the graph,
+with length normalisation; beam width 1 is greedy decoding. `evaluate`, `predict` and the
 SavedModel all call it. The vocabulary lives in the model's `TextVectorization`
 layer and its config, so `model.keras` carries it.
 """
@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from kerasnotes.decoding import decode
 from kerasnotes.encoders import build_encoder
 from kerasnotes.layers import BahdanauAttention, check_data_format, check_positive_ints
 from kerasnotes.registry import register_model
@@ -275,77 +276,33 @@ class Captioner(keras.Model):
             `(batch, steps, regions)` (the weights behind each word) and `scores`
             `(batch,)` (length-normalised log-probabilities).
         """
-        beam = int(beam_width or self.beam_width)
-        alpha = float(self.length_penalty if length_penalty is None else length_penalty)
-        steps = int(max_length or self.max_length) + 1  # Words and the end token.
-        vocabulary_size = len(self.vocabulary)
-        features = self.encoder(images, training=False)
-        batch, regions = tf.shape(features)[0], tf.shape(features)[1]
-        memory = self.initial_memory(features)
-        # Every image's beams side by side: (batch * beam, ...).
-        features = tf.repeat(features, beam, axis=0)
-        projected = self.attention.project_values(features)
-        memory = tf.nest.map_structure(lambda s: tf.repeat(s, beam, axis=0), memory)
-        flat = batch * beam
-        negative = tf.constant(-1e9, features.dtype)
-        # Live beams never emit padding, unknown or start tokens; finished beams only
-        # emit padding, at no cost, so their scores stay as they ended.
-        banned = tf.one_hot([0, 1, START_ID], vocabulary_size, dtype=features.dtype)
-        live_mask = tf.reduce_sum(banned, axis=0) * negative
-        finished_row = (1.0 - tf.one_hot(0, vocabulary_size, dtype=features.dtype)) * negative
-        scores = tf.tile(tf.concat([[0.0], tf.fill([beam - 1], negative)], 0), [batch])
-        tokens = tf.fill([flat], tf.constant(START_ID, tf.int64))
-        finished = tf.zeros([flat], tf.bool)
-        lengths = tf.zeros([flat], tf.int32)
-        history = tf.zeros([flat, 0], tf.int64)
-        attention = tf.zeros([flat, 0, regions], features.dtype)
-        offsets = tf.reshape(tf.range(batch) * beam, [-1, 1])
+        features = self.encoder(images, training=False)  # (batch, regions, units)
+        batch = tf.shape(features)[0]
+        states, seen = self.initial_memory(features)
+        state = (states, seen, features, self.attention.project_values(features))
 
-        def body(t, tokens, memory, scores, finished, lengths, history, attention):
-            logits, weights, *memory = self._step(tokens, *memory, features, projected)
-            log_probs = tf.nn.log_softmax(tf.cast(logits, features.dtype)) + live_mask
-            log_probs = tf.where(finished[:, None], finished_row, log_probs)
-            total = tf.reshape(scores[:, None] + log_probs, [batch, beam * vocabulary_size])
-            top_scores, top = tf.math.top_k(total, k=beam)  # (batch, beam)
-            origin = tf.reshape(top // vocabulary_size + offsets, [-1])
-            words = tf.cast(tf.reshape(top % vocabulary_size, [-1]), tf.int64)
-            memory = tf.nest.map_structure(lambda s: tf.gather(s, origin), tuple(memory))
-            was_finished = tf.gather(finished, origin)
-            history = tf.concat([tf.gather(history, origin), words[:, None]], axis=1)
-            attention = tf.concat(
-                [tf.gather(attention, origin), tf.gather(weights, origin)[:, None]], axis=1
-            )
-            lengths = tf.gather(lengths, origin) + tf.cast(
-                ~was_finished & (words != END_ID), tf.int32
-            )
-            finished = was_finished | (words == END_ID)
-            scores = tf.reshape(top_scores, [-1])
-            return t + 1, words, memory, scores, finished, lengths, history, attention
+        def step(tokens, state):
+            states, seen, features, projected = state
+            logits, weights, states, seen = self._step(tokens, states, seen, features, projected)
+            return logits, (states, seen, features, projected), weights
 
-        def cond(t, tokens, memory, scores, finished, lengths, history, attention):
-            return (t < steps) & ~tf.reduce_all(finished)
-
-        loop_vars = (tf.constant(0), tokens, memory, scores, finished, lengths, history, attention)
-        invariants = tf.nest.map_structure(lambda v: tf.TensorShape(v.shape), loop_vars)
-        invariants = (
-            *invariants[:6],
-            tf.TensorShape([None, None]),
-            tf.TensorShape([None, None, None]),
+        out = decode(
+            step,
+            state,
+            prompt=tf.fill([batch, 1], tf.constant(START_ID, tf.int64)),
+            prompt_lengths=tf.ones([batch], tf.int32),
+            max_new_tokens=int(max_length or self.max_length) + 1,  # Words and [end].
+            beam_width=int(beam_width or self.beam_width),
+            stop=[END_ID],
+            # Never padding, unknown or start tokens.
+            banned=(0, 1, START_ID),
+            length_penalty=float(self.length_penalty if length_penalty is None else length_penalty),
         )
-        _, _, _, scores, finished, lengths, history, attention = tf.while_loop(
-            cond, body, loop_vars, shape_invariants=invariants
-        )
-        # Choose each image's best beam by its length-normalised score.
-        generated = lengths + tf.cast(finished, tf.int32)  # Tokens, counting [end].
-        penalty = tf.pow((5.0 + tf.cast(generated, features.dtype)) / 6.0, alpha)
-        normalised = tf.reshape(scores / penalty, [batch, beam])
-        best = tf.reshape(tf.argmax(normalised, axis=-1, output_type=tf.int32), [-1, 1])
-        chosen = tf.reshape(best + offsets, [-1])
         return {
-            "token_ids": tf.gather(history, chosen),
-            "lengths": tf.gather(lengths, chosen),
-            "attention": tf.gather(attention, chosen),
-            "scores": tf.reduce_max(normalised, axis=-1),
+            "token_ids": out["tokens"],
+            "lengths": out["lengths"],
+            "attention": out["trace"],
+            "scores": out["scores"],
         }
 
     def detokenize(self, token_ids, lengths):

@@ -1,0 +1,275 @@
+"""Text corpora for language modelling: documents of plain text, in three splits.
+
+Sources, by `dataset`:
+
+- embedded (no network): `python_docs` (the default), the documentation topics that
+  ship with every CPython in `pydoc_data.topics` (about 465,000 characters of English),
+  and `python_docs/small` (a fifth of it, for tests and quick tries); see
+  `PythonDocs`;
+- tfds names: `tiny_shakespeare`, `lm1b`, or any dataset with a `text` feature (a split
+  missing from it is cut from the training documents by hash);
+- a UTF-8 text file, split by position (the first 80% trains, the next 10% validates,
+  the last 10% tests), or a directory of them: files named `train*`, `valid*`/`dev*`
+  and `test*` keep that split; other files are split by file (whole files, about 10%
+  of the characters each for validation and test) when there are at least three, and
+  read as one text in name order otherwise.
+
+Every split must hold text: an empty corpus, or a file that is not UTF-8 (named with the
+byte offset of its first bad byte), is a `DataError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import zlib
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kerasnotes.data.downloads import tfds_builder
+from kerasnotes.data.images import read_bytes
+from kerasnotes.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+EMBEDDED = ("python_docs", "python_docs/small")
+TFDS_EXAMPLES = ("tiny_shakespeare", "lm1b")
+LOCAL_FORMATS = "a UTF-8 text file or a folder of them"
+HELD_OUT = 0.1  # The share of the characters in validation, and in test.
+CPYTHON = f"cpython{sys.version_info[0]}{sys.version_info[1]}"
+
+
+@dataclasses.dataclass
+class Corpus:
+    """A corpus in three splits of documents (`tf.data.Dataset`s of strings)."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    num_examples: dict[str, int]  # Characters per split.
+    source: str
+    separator: str = "\n"  # What joins one document to the next.
+    _texts: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def text(self, split: str) -> str:
+        """The documents of `split` as one string, joined by `separator`."""
+        if split not in self._texts:
+            documents = [d.decode("utf-8") for d in getattr(self, split).as_numpy_iterator()]
+            self._texts[split] = self.separator.join(documents)
+        return self._texts[split]
+
+
+def load(dataset: str | None, *, data_dir: str | None = None) -> Corpus:
+    """Load a corpus: `None` (the embedded default), an embedded name, a path or a tfds name."""
+    dataset = dataset or EMBEDDED[0]
+    if dataset in EMBEDDED:
+        _, _, size = dataset.partition("/")
+        config = f"{CPYTHON}_{size}" if size else CPYTHON
+        builder = PythonDocs(config=config, data_dir=data_dir)
+        builder.download_and_prepare()
+        return _from_builder(builder, dataset)
+    if os.path.exists(dataset):
+        return _from_path(dataset)
+    if os.sep in dataset or dataset.startswith((".", "~")):
+        raise DataError(f"Dataset path {dataset!r} does not exist; expected {valid_datasets()}.")
+    builder = tfds_builder(dataset, data_dir, valid=valid_datasets(), local=LOCAL_FORMATS)
+    return _from_builder(builder, dataset)
+
+
+def valid_datasets() -> str:
+    return (
+        f"an embedded corpus ({', '.join(EMBEDDED)}), {LOCAL_FORMATS} or a tfds name (such "
+        f"as {', '.join(TFDS_EXAMPLES)})"
+    )
+
+
+def split_by_size(names_and_sizes: list[tuple[str, int]]) -> dict[str, list[str]]:
+    """Documents into splits, whole, deterministically: `{split: [names]}`.
+
+    In the order of a hash of their names, each document goes to test if that brings
+    test closer to `HELD_OUT` of the characters, else to validation on the same terms,
+    else to train (as does any document larger than that share). Each split gets at least one document (so at least three are needed).
+    """
+    order = sorted(names_and_sizes, key=lambda item: (zlib.crc32(item[0].encode()), item[0]))
+    target = HELD_OUT * sum(size for _, size in names_and_sizes)
+    splits: dict[str, list[tuple[str, int]]] = {split: [] for split in SPLITS}
+    held = {"test": 0, "validation": 0}
+    for name, size in order:
+        for split in ("test", "validation"):
+            if size <= target and abs(held[split] + size - target) < abs(held[split] - target):
+                splits[split].append((name, size))
+                held[split] += size
+                break
+        else:
+            splits["train"].append((name, size))
+    for split in ("test", "validation"):  # The smallest training document, if none fitted.
+        if not splits[split] and len(splits["train"]) > 1:
+            smallest = min(splits["train"], key=lambda item: item[1])
+            splits["train"].remove(smallest)
+            splits[split].append(smallest)
+    return {split: [name for name, _ in documents] for split, documents in splits.items()}
+
+
+class PythonDocs(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """The Python documentation topics of `pydoc_data.topics`, split by topic.
+
+    Each topic (`assert`, `class`, `for`, ...) is one document; `split_by_size` puts
+    about 10% of the characters in validation and 10% in test, whole topics, so no
+    held-out paragraph is seen in training. The text is the running CPython's, so a
+    config is kept per CPython version.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    # One prepared copy per CPython version: the topics are the running CPython's.
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name=CPYTHON, description=f"Every topic of {CPYTHON}."),
+        tfds.core.BuilderConfig(
+            name=f"{CPYTHON}_small",
+            description="Every fifth topic (by name): for tests and quick tries.",
+        ),
+    ]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__.splitlines()[0],
+            features=tfds.features.FeaturesDict(
+                {"topic": tfds.features.Text(), "text": tfds.features.Text()}
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download.
+        topics = python_topics()
+        if self.builder_config.name.endswith("_small"):
+            # Every fifth topic in name order: the same mix of sizes and subjects.
+            topics = {name: topics[name] for name in sorted(topics)[::5]}
+        splits = split_by_size([(name, len(text)) for name, text in topics.items()])
+        return {
+            split: self._generate_examples({name: topics[name] for name in names})
+            for split, names in splits.items()
+        }
+
+    def _generate_examples(self, topics: dict[str, str]):
+        for name in sorted(topics):
+            yield name, {"topic": name, "text": topics[name]}
+
+
+def python_topics() -> dict[str, str]:
+    """`{topic: text}` from the running CPython's `pydoc_data.topics`."""
+    from pydoc_data.topics import topics
+
+    return {name: text.strip("\n") + "\n" for name, text in topics.items() if text.strip()}
+
+
+def _from_builder(builder, name: str) -> Corpus:
+    info = builder.info
+    if "text" not in info.features or not isinstance(info.features["text"], tfds.features.Text):
+        raise DataError(
+            f"Dataset {name!r} is not a text corpus: it needs a 'text' feature of strings."
+        )
+    # Unknown (empty) under `tfds.testing.mock_data`, which serves any split asked for.
+    splits = set(info.splits) or set(SPLITS)
+    if "train" not in splits:
+        raise DataError(f"Dataset {name!r} has no train split to learn from.")
+    named = {
+        "train": "train",
+        "validation": next((s for s in ("validation", "dev", "valid") if s in splits), None),
+        "test": "test" if "test" in splits else None,
+    }
+
+    # A split the dataset lacks is cut from its training documents by a hash of the text.
+    missing = [s for s in ("validation", "test") if not named[s]]
+    buckets = {"validation": 8, "test": 9}
+
+    def documents(split, part):
+        ds = builder.as_dataset(split=split, shuffle_files=False).map(lambda e: e["text"])
+        if split == "train" and missing:
+            taken = [buckets[s] for s in missing]
+            wanted = [buckets[part]] if part != "train" else None
+
+            def keep(text):
+                bucket = tf.strings.to_hash_bucket_fast(text, 10)
+                if wanted:
+                    return tf.reduce_any(bucket == wanted)
+                return ~tf.reduce_any(bucket == taken)
+
+            ds = ds.filter(keep)
+        return ds
+
+    parts = {part: documents(named[part] or "train", part) for part in SPLITS}
+    config = builder.builder_config
+    source = f"tfds:{builder.name}/{config.name}" if config else f"tfds:{builder.name}"
+    return _corpus(parts, source, name)
+
+
+def _corpus(parts: dict[str, tf.data.Dataset], source: str, name: str) -> Corpus:
+    corpus = Corpus(**parts, num_examples={}, source=source)
+    for split in SPLITS:
+        corpus.num_examples[split] = len(corpus.text(split))
+        if not corpus.text(split).strip():
+            raise DataError(f"Dataset {name!r} has no text in its {split} split.")
+    return corpus
+
+
+def read_text(path: str) -> str:
+    """The text of the UTF-8 file `path`; a `DataError` naming the file and the byte
+    offset of its first bad byte if it is not UTF-8."""
+    raw = read_bytes(path, "text file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"Text file {path!r} is not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte "
+            f"offset {e.start}. Convert it to UTF-8 (for example with iconv)."
+        ) from None
+
+
+def _from_path(path: str) -> Corpus:
+    def documents(texts):
+        return tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
+
+    source = f"files:{os.path.abspath(path)}"
+    if os.path.isdir(path):
+        names = sorted(
+            n for n in os.listdir(path)
+            if not n.startswith(".") and os.path.isfile(os.path.join(path, n))
+        )  # fmt: skip
+        if not names:
+            raise DataError(f"Dataset folder {path!r} holds no text files.")
+        texts = {n: read_text(os.path.join(path, n)) for n in names}
+        named = {_split_name(n): n for n in reversed(names) if _split_name(n)}
+        if "train" in named:
+            missing = [s for s in SPLITS if s not in named]
+            if missing:
+                raise DataError(
+                    f"Dataset folder {path!r} has a train file but no {' or '.join(missing)} "
+                    "file: expected files named train*, valid*/dev* and test*."
+                )
+            return _corpus({s: documents([texts[named[s]]]) for s in SPLITS}, source, path)
+        if len(names) >= 3:
+            splits = split_by_size([(n, len(texts[n])) for n in names])
+            parts = {s: documents([texts[n] for n in sorted(splits[s])]) for s in SPLITS}
+            return _corpus(parts, source, path)
+        text = "\n".join(texts[n] for n in names)
+    else:
+        text = read_text(path)
+    if not text.strip():
+        raise DataError(f"Dataset {path!r} is empty: a language model needs text to learn from.")
+    # By position: the first 80% trains, then 10% validates and the last 10% tests.
+    cut_validation = round(len(text) * (1 - 2 * HELD_OUT))
+    cut_test = round(len(text) * (1 - HELD_OUT))
+    parts = {
+        "train": documents([text[:cut_validation]]),
+        "validation": documents([text[cut_validation:cut_test]]),
+        "test": documents([text[cut_test:]]),
+    }
+    return _corpus(parts, source, path)
+
+
+def _split_name(name: str) -> str | None:
+    from kerasnotes.data.text import split_of_file
+
+    return split_of_file(name)
