@@ -17,6 +17,14 @@ def _print_metrics(metrics: dict) -> None:
     for key, value in metrics.items():
         if isinstance(value, float):
             click.echo(f"  {key}: {value:.4f}")
+        elif key == "comparison":
+            click.echo("  held-out bits per character:")
+            width = max(len(name) for name in value)
+            for name, bits in value.items():
+                click.echo(f"    {name:<{width}}  {bits:.4f}")
+        elif key == "samples" and value and "prompt" in value[0]:
+            for sample in value:
+                click.echo(f"  sample: {sample['prompt']!r} -> {sample['text']!r}")
         elif key == "samples":
             for sample in value:
                 if "caption" in sample:

@@ -197,7 +197,10 @@ def decode(
     traced = loop_vars[-1] is not None
     if not traced:
         loop_vars = (*loop_vars[:-1], tf.zeros([rows, 0]))
-    invariants = tf.nest.map_structure(lambda v: tf.TensorShape(v.shape), loop_vars)
+    # Every per-row tensor may lose its static row count; the history and the trace grow.
+    invariants = tf.nest.map_structure(
+        lambda v: tf.TensorShape([None, *v.shape[1:]]) if v.shape.rank else v.shape, loop_vars
+    )
     invariants = (
         *invariants[:7],
         tf.TensorShape([None, None]),

@@ -30,6 +30,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.captioner",
     "kerasnotes.models.vqa",
     "kerasnotes.models.rnn",
+    "kerasnotes.models.ngram",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

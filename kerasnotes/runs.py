@@ -134,7 +134,7 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
     else:
         model, config, info, net = _load_run(path)
         task = task_for_model(model)
-        predict = task.model_predictor(net)
+        predict = task.model_predictor(net, info, config)
     config = {**config, **({"dataset": dataset} if dataset else {})}
     if batch_size:
         config["batch_size"] = batch_size

@@ -148,3 +148,38 @@ def nearest_words(matrix: np.ndarray, vocabulary, words, count: int = 10) -> lis
             }
         )
     return results
+
+
+# Language models: tokens that give the text back --------------------------------------
+
+# Word-level language models keep line breaks as tokens of their own; this character
+# (a record separator, never in a token) marks the cuts while splitting.
+_CUT = "\x1e"
+
+
+def split_tokens(text, token_level: str):
+    """Text `(batch,)` to tokens `(batch, None)` (ragged strings), for language models.
+
+    Nothing is standardized: characters are every code point (whitespace included;
+    bytes that are not UTF-8 become U+FFFD); words are runs of non-space characters,
+    with each line break a token of its own, so text comes back from the tokens
+    (`join_tokens`), up to the amount of space between words.
+    """
+    import tensorflow as tf
+
+    if check_token_level(token_level) == "character":
+        return tf.strings.unicode_split(text, "UTF-8", errors="replace")
+    text = tf.strings.regex_replace(text, r"[^\S\n]+", _CUT)
+    text = tf.strings.regex_replace(text, r"\n", _CUT + "\n" + _CUT)
+    tokens = tf.strings.split(text, sep=_CUT)
+    return tf.ragged.boolean_mask(tokens, tokens != "")
+
+
+def join_tokens(tokens, token_level: str):
+    """Tokens `(batch, None)` (ragged strings) back to text `(batch,)`."""
+    import tensorflow as tf
+
+    if check_token_level(token_level) == "character":
+        return tf.strings.reduce_join(tokens, axis=-1)
+    text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+    return tf.strings.regex_replace(text, r" ?\n ?", "\n")

@@ -354,7 +354,7 @@ def train(
     )
     with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
         _start_run_directory(model, config, run, run_dir, resume, echo)
-        history, train_seconds = _fit(run, config, run_dir, resume)
+        history, train_seconds = _fit(task, run, config, run_dir, resume)
         last_epoch = history.epoch[-1] + 1 if history.epoch else config["epochs"]
         metrics = _evaluate(task, config, run, run_dir, last_epoch, echo)
         metrics["train_seconds"] = round(train_seconds, 2)
@@ -479,19 +479,39 @@ def _start_run_directory(model, config, run: _Run, run_dir, resume, echo) -> Non
     echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
 
 
-def _fit(run: _Run, config, run_dir, resume):
-    """Train with the run's callbacks: (Keras history, seconds of training)."""
+def _fit(task, run: _Run, config, run_dir, resume):
+    """Train with the run's callbacks: (Keras history, seconds of training).
+
+    A model that learns by counting (no trainable weights, an `adapt` method, as
+    Keras's preprocessing layers) adapts to one pass over the training batches instead.
+    """
+    import keras
+
     started = time.perf_counter()
+    if learns_by_counting(run.trained):
+        run.trained.adapt(run.train_batches, steps=run.steps_per_epoch)
+        history = keras.callbacks.History()
+        history.epoch = [0]  # The one pass is its one epoch.
+        return history, time.perf_counter() - started
+    callbacks = _callbacks(run_dir, config, resume)
+    if hasattr(task, "callbacks"):  # The task's own, such as resetting carried state.
+        callbacks[-1:-1] = task.callbacks(run.trained, config)
     history = run.trained.fit(
         run.train_batches,
         validation_data=run.validation_batches,
         epochs=config["epochs"],
         steps_per_epoch=run.steps_per_epoch,
-        callbacks=_callbacks(run_dir, config, resume),
+        callbacks=callbacks,
         shuffle=False,  # The pipeline shuffles.
         verbose=1 if sys.stdout.isatty() else 2,
     )
     return history, time.perf_counter() - started
+
+
+def learns_by_counting(model) -> bool:
+    """Whether `model` learns by counting (an `adapt` method and no trainable
+    weights, as Keras's preprocessing layers), not by gradient descent."""
+    return hasattr(model, "adapt") and not model.trainable_weights
 
 
 def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
@@ -504,7 +524,8 @@ def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
             echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
     run.net.save(os.path.join(run_dir, MODEL_FILE))
     echo("Evaluating on the held-out split...")
-    metrics = task.evaluate(task.model_predictor(run.net), run.data, run.info, config)
+    predictor = task.model_predictor(run.net, run.info, config)
+    metrics = task.evaluate(predictor, run.data, run.info, config)
     metrics["epochs"] = last_epoch
     metrics["weights_epoch"] = weights_epoch
     return metrics

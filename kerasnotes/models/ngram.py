@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.language_models import LanguageModel
 from kerasnotes.registry import register_model
 
 SMOOTHINGS = ("kneser_ney", "add_k")
@@ -52,13 +53,10 @@ SURROGATES = (0xD800, 0xE000)
 STATS_FILE = "ngram_statistics.npz"
 
 
-def code_points(ids):
-    """The code point that stands for each token id (NumPy or TensorFlow ids)."""
+def code_points(ids: np.ndarray) -> np.ndarray:
+    """The code point that stands for each token id."""
     points = ids + FIRST_CODE_POINT
-    jump = SURROGATES[1] - SURROGATES[0]
-    if isinstance(points, np.ndarray):
-        return np.where(points >= SURROGATES[0], points + jump, points)
-    return tf.where(points >= SURROGATES[0], points + jump, points)
+    return np.where(points >= SURROGATES[0], points + SURROGATES[1] - SURROGATES[0], points)
 
 
 def count_ngrams(ids: np.ndarray, order: int) -> list[collections.Counter]:
@@ -80,7 +78,7 @@ def ney_discount(counts) -> float:
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")
-class NGramLM(keras.Model):
+class NGramLM(LanguageModel):
     """A smoothed n-gram language model over token ids; see the module docstring.
 
     Args:
@@ -99,7 +97,7 @@ class NGramLM(keras.Model):
     def __init__(
         self, vocabulary, order=5, smoothing="kneser_ney", discount=None, k=0.1, **kwargs
     ):
-        super().__init__(**kwargs)
+        super().__init__(vocabulary, **kwargs)
         if not isinstance(order, int) or isinstance(order, bool) or order < 1:
             raise ValueError(f"Invalid order {order!r}: must be an integer >= 1.")
         if smoothing not in SMOOTHINGS:
@@ -115,9 +113,6 @@ class NGramLM(keras.Model):
             raise ValueError(f"Invalid discount {discount!r}: must be in (0, 1], or None.")
         if not k > 0:
             raise ValueError(f"Invalid k {k!r}: must be > 0.")
-        if len(vocabulary) < 3:
-            raise ValueError("The vocabulary needs padding, the unknown token and a token.")
-        self.vocabulary = list(vocabulary)
         self.order = order
         self.smoothing = smoothing
         self.discount = discount
@@ -131,21 +126,26 @@ class NGramLM(keras.Model):
     # Counting --------------------------------------------------------------------------
 
     def adapt(self, data, steps=None):
-        """Count the n-grams of `data`: token ids, `(time,)` or `(batch, time)`
-        contiguous rows, or a `tf.data.Dataset` of such batches (`steps` of them)."""
+        """Count the n-grams of `data`: a stream of token ids `(time,)`, or rows of
+        streams `(batch, time)`, or a `tf.data.Dataset` of such rows (`steps` batches,
+        `(token_ids, targets)` pairs or ids alone) in which each batch continues every
+        row of the one before (as `kerasnotes`'s language-model batches do)."""
         if isinstance(data, tf.data.Dataset):
-            data = data.take(steps) if steps else data
-            rows = [row for batch in data.as_numpy_iterator() for row in np.atleast_2d(batch)]
+            batches = [
+                batch[0] if isinstance(batch, tuple) else batch
+                for batch in (data.take(steps) if steps else data).as_numpy_iterator()
+            ]
+            rows = np.concatenate([np.atleast_2d(b) for b in batches], axis=1)
         else:
-            rows = list(np.atleast_2d(np.asarray(data)))
+            rows = np.atleast_2d(np.asarray(data))
         counts = [collections.Counter() for _ in range(self.order)]
         for row in rows:
-            row = row[row > 0]  # No padding.
-            for total, found in zip(counts, count_ngrams(row, self.order), strict=True):
+            for total, found in zip(counts, count_ngrams(row[row > 0], self.order), strict=True):
                 total.update(found)
-        self._set_counts(counts)
+        self.set_counts(counts)
 
-    def _set_counts(self, counts: list[collections.Counter]) -> None:
+    def set_counts(self, counts: list[collections.Counter]) -> None:
+        """Take the counts of orders 1 to `order` (`count_ngrams`'s) as the model's."""
         order = self.order
         keys = [key for level in counts for key in level]
         index = {key: i + 1 for i, key in enumerate(keys)}
@@ -176,6 +176,7 @@ class NGramLM(keras.Model):
         self.statistics = stats
         self.discounts = np.array(discounts, np.float64)
         self.root = root
+        self.built = True
 
     @property
     def num_ngrams(self) -> int:
@@ -198,10 +199,11 @@ class NGramLM(keras.Model):
         context = tf.cast(context, tf.int64)
         targets = tf.cast(targets, tf.int64)
 
-        def strings(ids):
-            return tf.strings.unicode_encode(
-                tf.cast(code_points(tf.maximum(ids, 0)), tf.int32)[..., None], "UTF-8"
-            )
+        points = code_points(np.arange(len(self.vocabulary)))
+        characters = tf.constant([chr(p) for p in points.tolist()])
+
+        def strings(ids):  # Each id's character (-1: any; contexts check `available`).
+            return tf.gather(characters, tf.maximum(ids, 0))
 
         def lookup(keys):  # The statistics of each n-gram, as float64.
             return tf.cast(tf.gather(stats, self.table(keys)), tf.float64)
@@ -251,11 +253,12 @@ class NGramLM(keras.Model):
         return tf.signal.frame(padded, self.context_length, 1, axis=1)
 
     def log_likelihood(self, token_ids):
-        """Natural log-probability of each token given the tokens before it in its row:
-        `(batch, time)` (the first token is scored by the unigram level)."""
-        shape = tf.shape(token_ids)
-        context = tf.reshape(self.contexts(token_ids), [-1, self.context_length])
-        p = self.probabilities(context, tf.reshape(token_ids, [-1, 1]))
+        """Natural log-probability of tokens 1.. of each row given the tokens before
+        them: `(batch, time - 1)`."""
+        context = self.contexts(token_ids)[:, 1:]  # (batch, time - 1, order - 1)
+        shape = tf.shape(context)[:2]
+        flat = tf.reshape(context, [-1, self.context_length])
+        p = self.probabilities(flat, tf.reshape(token_ids[:, 1:], [-1, 1]))
         return tf.reshape(tf.math.log(p), shape)
 
     def next_log_probs(self, context):
@@ -301,11 +304,11 @@ class NGramLM(keras.Model):
             self.statistics = saved["statistics"]
             self.discounts = saved["discounts"]
             self.root = saved["root"]
+        self.built = True
 
     def get_config(self):
         base_config = super().get_config()
         config = {
-            "vocabulary": self.vocabulary,
             "order": self.order,
             "smoothing": self.smoothing,
             "discount": self.discount,
@@ -321,9 +324,9 @@ class NGramLM(keras.Model):
 )
 def ngram(
     vocabulary=("", "[UNK]", "a", "b"),
-    order=6,
+    order=8,
     smoothing="kneser_ney",
-    discount=None,
+    discount=0.75,
     k=0.1,
     name="ngram",
 ):
@@ -341,7 +344,7 @@ def ngram(
 
     >>> model = ngram(vocabulary=["", "[UNK]", "a", "b"], order=2)
     >>> model.adapt(np.array([2, 3, 2, 3, 2]))
-    >>> model.log_likelihood(np.array([[2, 3]])).shape
+    >>> model.log_likelihood(np.array([[2, 3, 2]])).shape
     TensorShape([1, 2])
     """
     return NGramLM(

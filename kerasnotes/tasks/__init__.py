@@ -20,6 +20,7 @@ from kerasnotes.errors import UsageError
 _BUILTIN_TASKS = {
     "captioning": "kerasnotes.tasks.captioning",
     "image_classification": "kerasnotes.tasks.image_classification",
+    "language_modelling": "kerasnotes.tasks.language_modelling",
     "sequence_tagging": "kerasnotes.tasks.text:TAGGING",
     "text_classification": "kerasnotes.tasks.text:CLASSIFICATION",
     "vqa": "kerasnotes.tasks.vqa",
@@ -34,8 +35,9 @@ def register_task(name: str, task: Any) -> Any:
     `kerasnotes.tasks.image_classification.ImageClassification`): `load_data`,
     `example_info`, `data_info`, `builder_arguments`, `batches`, `compile`,
     `evaluate`, `plots`, `signatures`, `signature_contract`, `export_examples`,
-    `predict_export` and `datasets_help`, and optionally `training_model` (the part of
-    the model that `fit` trains, if the batches feed only a part of it). Registering a
+    `predict_export` and `datasets_help`, and optionally `training_model` (what `fit`
+    trains, if not the model: a part of it that the batches feed, or a wrapper) and
+    `callbacks(trained, config)` (Keras callbacks of its own for `fit`). Registering a
     name twice is an error.
     """
     if name in _BUILTIN_TASKS or name in _REGISTERED:

@@ -207,7 +207,7 @@ class Captioning(ImageTask):
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
 
-    def model_predictor(self, model):
+    def model_predictor(self, model, info=None, config=None):
         """Captions from a Keras captioner: `{"beam": fn, "greedy": fn}`."""
 
         def decoder(beam_width):

@@ -105,7 +105,7 @@ class ImageClassification(ImageTask):
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
 
-    def model_predictor(self, model):
+    def model_predictor(self, model, info=None, config=None):
         """What `evaluate` measures for a Keras model: images to class probabilities."""
         return lambda images: model(images, training=False)
 

@@ -189,7 +189,7 @@ class TextTask:
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
 
-    def model_predictor(self, model):
+    def model_predictor(self, model, info=None, config=None):
         """What `evaluate` measures for a Keras model: texts to probabilities."""
         return lambda texts: model(tf.constant(texts), training=False)
 

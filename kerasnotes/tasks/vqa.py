@@ -302,7 +302,7 @@ class Vqa(ImageTask):
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
 
-    def model_predictor(self, model):
+    def model_predictor(self, model, info=None, config=None):
         """Answers from a Keras VQA model: `fn(images, questions) -> answer strings`."""
 
         @tf.function(reduce_retracing=True)

@@ -1,0 +1,566 @@
+"""Language modelling: a corpus in, the next token predicted, text sampled out.
+
+Data: a corpus of documents from `kerasnotes.data.corpus`, cut into characters (the
+default) or words (`token_level`). The vocabulary is learned from the training text
+with a Keras `StringLookup` (at most `vocabulary_size` tokens, the most frequent; id 0
+is padding, id 1 the unknown token). Documents are joined by a line break, which also
+stands before every text a model scores or continues, so the first character of a
+text is predicted like any other.
+
+Builders receive `vocabulary` and return a model over token ids with:
+
+- `model(token_ids)`: logits `(batch, time, vocabulary)` of the token after each
+  position (what `fit` trains; a model that learns by counting has `adapt` instead);
+- `model.log_likelihood(token_ids)`: `(batch, time - 1)` natural log-probabilities of
+  tokens 1.. given the tokens before them;
+- `model.initial_decoding_state(batch_size)` and `model.decoding_step(tokens, state)`:
+  the step function of `kerasnotes.decoding`.
+
+Training batches are `(token_ids, next_token_ids)` windows of `sequence_length` tokens
+(the builder's setting, 128 if it has none). By default the training text is cut into
+`batch_size` contiguous streams and each batch continues every stream where the
+previous batch stopped (truncated backpropagation through time: a stateful model
+carries its state from batch to batch, reset at every epoch; the task's callback does
+that). With `stateful=false` each batch is instead windows from random places.
+
+Every run measures, on the held-out text: `bits_per_char` (whatever the token level, so
+every model compares on one scale), `perplexity` per token, and beside them the best
+Kneser-Ney n-gram (order up to 8, chosen on the validation split) and what gzip, bz2
+and xz reach on the same text given the training text first.
+
+Export contract:
+
+| signature | inputs | outputs |
+| --- | --- | --- |
+| `serving_default` | `prompt` string[batch] | `text` string[batch]: the continuation, sampled with the run's `max_length`, `temperature`, `top_k`, `top_p` and `seed` |
+| `generate` | `prompt` string[batch], `max_length` int32, `temperature` float32, `top_k` int32, `top_p` float32, `seed` int64 (scalars) | `text` string[batch] |
+| `score` | `text` string[batch] | `bits_per_char` float32[batch], `log_probability` float32[batch] (natural log) |
+"""
+
+from __future__ import annotations
+
+import bz2
+import collections
+import gzip
+import lzma
+import math
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasnotes.data import corpus as corpus_data
+from kerasnotes.decoding import decode
+from kerasnotes.errors import ConfigError, DataError, UsageError
+from kerasnotes.text import TOKEN_LEVELS, join_tokens, split_tokens
+
+SEPARATOR = "\n"  # Joins documents; the context before every text.
+DEFAULT_SEQUENCE_LENGTH = 128
+NUM_SAMPLES = 3
+PROMPT_CHARACTERS = 24  # Samples continue the start of held-out documents.
+BASELINE_ORDERS = range(2, 9)
+COMPRESSOR_PRIOR = 10_000_000  # At most this many training characters come first.
+EXAMPLE_VOCABULARY = ("", "[UNK]", *" \netaoinshrdlucmfwygpb.,T")
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Reset a stateful model's carried state at every epoch and before validation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.reset_state()
+
+    def on_test_begin(self, logs=None):
+        self.model.reset_state()
+
+
+def compressed_bits_per_char(train: str, test: str) -> dict[str, float]:
+    """Bits per character of `test` with gzip, bz2 and xz, each given (up to the last
+    `COMPRESSOR_PRIOR` characters of) `train` first: only the growth counts."""
+    prior = train[-COMPRESSOR_PRIOR:].encode("utf-8")
+    both = prior + test.encode("utf-8")
+    compressors = {
+        "gzip": lambda b: gzip.compress(b, compresslevel=9, mtime=0),
+        "bz2": lambda b: bz2.compress(b, compresslevel=9),
+        "xz": lambda b: lzma.compress(b, preset=9),
+    }
+    return {
+        name: round(8 * (len(compress(both)) - len(compress(prior))) / max(1, len(test)), 4)
+        for name, compress in compressors.items()
+    }
+
+
+class LanguageModelling:
+    name = "language_modelling"
+    derived_keys = ("vocabulary",)
+    settings = {
+        "token_level": "character",
+        "vocabulary_size": 20_000,
+        # Sampling: the export's defaults, and the samples printed after training.
+        "max_length": 256,
+        "temperature": 0.8,
+        "top_k": 0,
+        "top_p": 1.0,
+        "stop": "",
+    }
+    input_kind = "prompts (strings, or --file with one per line)"
+
+    def datasets_help(self) -> list[str]:
+        return [
+            f"{corpus_data.EMBEDDED[0]} (embedded default: the Python documentation "
+            f"topics), {', '.join(corpus_data.EMBEDDED[1:])} (embedded)",
+            "tfds names: " + ", ".join(corpus_data.TFDS_EXAMPLES) + " (downloaded once)",
+            corpus_data.LOCAL_FORMATS,
+        ]
+
+    # Data ---------------------------------------------------------------------------
+
+    def check_settings(self, config) -> None:
+        def integer(key, low):
+            value = config[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"Invalid {key} {value!r}: must be an integer >= {low}.")
+
+        if config["token_level"] not in TOKEN_LEVELS:
+            raise ConfigError(
+                f"Invalid token_level {config['token_level']!r}: expected one of "
+                f"{', '.join(TOKEN_LEVELS)}."
+            )
+        integer("vocabulary_size", 3)
+        integer("max_length", 1)
+        integer("top_k", 0)
+        if "sequence_length" in config:
+            integer("sequence_length", 1)
+        if not config["temperature"] >= 0:
+            raise ConfigError(
+                f"Invalid temperature {config['temperature']!r}: must be >= 0 (0 is greedy)."
+            )
+        if not 0 < config["top_p"] <= 1:
+            raise ConfigError(f"Invalid top_p {config['top_p']!r}: must be in (0, 1].")
+
+    def load_data(self, config):
+        """The corpus, its vocabulary and the token ids of every split (`data.ids`)."""
+        self.check_settings(config)
+        data = corpus_data.load(config["dataset"])
+        level = config["token_level"]
+        lookup = keras.layers.StringLookup(
+            max_tokens=config["vocabulary_size"], mask_token="", oov_token="[UNK]"
+        )
+        tokens = split_tokens(tf.constant([data.text("train")]), level).flat_values
+        lookup.adapt(tf.data.Dataset.from_tensor_slices(tokens).batch(65536))
+        data.vocabulary = lookup.get_vocabulary()
+        data.ids = {
+            split: self.token_ids([data.text(split)], data.vocabulary, level)[0]
+            for split in corpus_data.SPLITS
+        }
+        data.num_tokens = {split: len(ids) for split, ids in data.ids.items()}
+        self._check_lengths(data, config)
+        return data
+
+    def _check_lengths(self, data, config) -> None:
+        length = config.get("sequence_length", DEFAULT_SEQUENCE_LENGTH)
+        batch_size = config["batch_size"]
+        for split in corpus_data.SPLITS:
+            # Every split is cut into `batch_size` streams of at least one window.
+            needed = batch_size * (min(length, 8) if split != "train" else length) + 1
+            if data.num_tokens[split] < needed:
+                raise DataError(
+                    f"The {split} split of {config['dataset'] or corpus_data.EMBEDDED[0]!r} "
+                    f"has {data.num_tokens[split]} tokens: too few for batch_size "
+                    f"{batch_size} x sequence_length {length} (it needs at least {needed}). "
+                    "Give more text, or a smaller --batch-size or sequence_length."
+                )
+
+    @staticmethod
+    def token_ids(texts, vocabulary, token_level: str) -> list[np.ndarray]:
+        """Each text's token ids (unknown tokens: 1), as NumPy arrays."""
+        lookup = keras.layers.StringLookup(
+            vocabulary=list(vocabulary)[2:], mask_token="", oov_token="[UNK]"
+        )
+        tokens = split_tokens(tf.constant(texts), token_level)
+        ids = tf.RaggedTensor.from_row_lengths(
+            lookup(tokens.flat_values), tokens.row_lengths()
+        )
+        return [row.numpy().astype(np.int64) for row in ids]
+
+    def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info` that needs no data."""
+        if config is not None:
+            self.check_settings(config)
+        return {"vocabulary": list(EXAMPLE_VOCABULARY), "num_examples": {}, "source": "example"}
+
+    def data_info(self, data) -> dict:
+        return {
+            "vocabulary": list(data.vocabulary),
+            "num_examples": data.num_examples,
+            "num_tokens": data.num_tokens,
+            "source": data.source,
+        }
+
+    def builder_arguments(self, info: dict, config) -> dict:
+        return {"vocabulary": info["vocabulary"]}
+
+    def batches(self, split, config, info, *, training: bool, num_examples=0):
+        """`(token_ids, next_token_ids)` windows of `sequence_length`, `batch_size`
+        contiguous streams (or random windows when training with `stateful=false`)."""
+        text = SEPARATOR.join(d.decode("utf-8") for d in split.as_numpy_iterator())
+        ids = self.token_ids([text], info["vocabulary"], config["token_level"])[0]
+        batch_size = config["batch_size"]
+        length = config.get("sequence_length", DEFAULT_SEQUENCE_LENGTH)
+        streams = len(ids) - 1
+        per_stream = streams // batch_size
+        length = min(length, per_stream)
+        steps = per_stream // length
+        if training and config.get("stateful", True) is False:
+            # Independent windows from random places: as many tokens an epoch.
+            starts = tf.data.Dataset.random(seed=config["seed"], rerandomize_each_iteration=True)
+            ids_tensor = tf.constant(ids)
+
+            def window(start):
+                start = start % (len(ids) - length)
+                piece = ids_tensor[start : start + length + 1]
+                return piece[:-1], piece[1:]
+
+            ds = starts.map(window).batch(batch_size, drop_remainder=True).take(steps)
+            return ds.prefetch(tf.data.AUTOTUNE)
+        rows = ids[: batch_size * per_stream + 1]
+        inputs = rows[:-1].reshape(batch_size, per_stream)[:, : steps * length]
+        targets = rows[1:].reshape(batch_size, per_stream)[:, : steps * length]
+        # (steps, batch, length): batch t holds every stream's t-th window.
+        inputs = inputs.reshape(batch_size, steps, length).transpose(1, 0, 2)
+        targets = targets.reshape(batch_size, steps, length).transpose(1, 0, 2)
+        return tf.data.Dataset.from_tensor_slices((inputs, targets)).prefetch(tf.data.AUTOTUNE)
+
+    def training_model(self, model):
+        """What `fit` trains: a recurrent model's carrying wrapper when it is stateful."""
+        trainer = getattr(model, "stateful_trainer", None)
+        return trainer() if trainer is not None and model.stateful else model
+
+    def callbacks(self, trained, config) -> list:
+        return [ResetStates()] if hasattr(trained, "reset_state") else []
+
+    # Training and evaluation -------------------------------------------------------
+
+    def compile(self, model, optimizer) -> None:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[BitsPerToken(name="bits_per_token")],
+        )
+
+    def functions(self, model, info: dict, config):
+        """`(generate, score)`: the functions the export serves, on this model."""
+        vocabulary = list(info["vocabulary"])
+        level = config["token_level"]
+        separator = int(self.token_ids([SEPARATOR], vocabulary, level)[0][0])
+        stop_ids = (
+            self.token_ids([config["stop"]], vocabulary, level)[0].tolist()
+            if config["stop"]
+            else []
+        )
+        words = tf.constant(vocabulary)
+
+        def ids_after_separator(texts):
+            """`(batch, 1 + tokens)` ids with the separator first, 0-padded, and lengths."""
+            tokens = split_tokens(texts, level)
+            ids = tf.ragged.map_flat_values(model.lookup, tokens)
+            ids = tf.concat(
+                [tf.fill([ids.nrows(), 1], tf.constant(separator, tf.int64)), ids], axis=1
+            )
+            return ids.to_tensor(0), tf.cast(ids.row_lengths(), tf.int32)
+
+        def generate(prompt, max_length, temperature, top_k, top_p, seed):
+            ids, lengths = ids_after_separator(prompt)
+            out = decode(
+                model.decoding_step,
+                model.initial_decoding_state(tf.shape(ids)[0]),
+                ids,
+                lengths,
+                max_new_tokens=max_length,
+                sample=True,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+                stop=stop_ids,
+                banned=(0, 1),
+            )
+            tokens = tf.RaggedTensor.from_tensor(out["tokens"], lengths=out["lengths"])
+            return join_tokens(tf.gather(words, tokens), level)
+
+        def score(text):
+            ids, lengths = ids_after_separator(text)
+            log_likelihood = tf.cast(model.log_likelihood(ids), tf.float32)
+            scored = tf.sequence_mask(lengths - 1, tf.shape(ids)[1] - 1)
+            total = tf.reduce_sum(tf.where(scored, log_likelihood, 0.0), axis=1)
+            characters = tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.float32)
+            return {
+                "bits_per_char": -total / math.log(2) / tf.maximum(characters, 1.0),
+                "log_probability": total,
+            }
+
+        return generate, score
+
+    def model_predictor(self, model, info: dict, config):
+        """What `evaluate` measures for a Keras model: its `generate` and `score`."""
+        generate, score = self.functions(model, info, config)
+        return {
+            "generate": tf.function(generate, reduce_retracing=True),
+            "score": tf.function(score, reduce_retracing=True),
+        }
+
+    def export_predictor(self, signatures):
+        def generate(prompt, max_length, temperature, top_k, top_p, seed):
+            return signatures["generate"](
+                prompt=prompt,
+                max_length=tf.constant(max_length, tf.int32),
+                temperature=tf.constant(temperature, tf.float32),
+                top_k=tf.constant(top_k, tf.int32),
+                top_p=tf.constant(top_p, tf.float32),
+                seed=tf.constant(seed, tf.int64),
+            )["text"]
+
+        return {"generate": generate, "score": lambda text: signatures["score"](text=text)}
+
+    def evaluate(self, predictor, data, info: dict, config) -> dict:
+        """Held-out bits per character and perplexity, the n-gram and compressor
+        baselines on the same text, and samples from the starts of held-out documents."""
+        documents = [d.decode("utf-8") for d in data.test.as_numpy_iterator()]
+        total, characters = 0.0, 0
+        progress = keras.utils.Progbar(
+            len(documents), unit_name="document", verbose=1 if sys.stderr.isatty() else 0
+        )
+        for start in range(0, len(documents), 8):
+            batch = documents[start : start + 8]
+            out = predictor["score"](tf.constant(batch))
+            total += float(np.sum(out["log_probability"]))
+            characters += sum(len(d) for d in batch)
+            progress.add(len(batch))
+        if not characters:
+            raise DataError("The test split is empty: nothing to measure the model on.")
+        num_tokens = sum(
+            len(ids) for ids in self.token_ids(documents, info["vocabulary"], config["token_level"])
+        )
+        bits = -total / math.log(2) / characters
+        metrics = {
+            "bits_per_char": bits,
+            "perplexity": float(math.exp(-total / max(1, num_tokens))),
+            "num_characters": characters,
+            "num_tokens": num_tokens,
+        }
+        baseline = ngram_baseline(data, info, config)
+        metrics["comparison"] = {
+            "this model": round(bits, 4),
+            f"{baseline['order']}-gram (Kneser-Ney)": baseline["bits_per_char"],
+            **compressed_bits_per_char(data.text("train"), data.text("test")),
+        }
+        metrics["ngram_bits_per_char_by_order"] = baseline["by_order"]
+        prompts = [prompt_from(d) for d in documents[:NUM_SAMPLES]]
+        texts = predictor["generate"](
+            tf.constant(prompts),
+            config["max_length"],
+            config["temperature"],
+            config["top_k"],
+            config["top_p"],
+            config["seed"],
+        )
+        metrics["samples"] = [
+            {"prompt": prompt, "text": text.decode("utf-8")}
+            for prompt, text in zip(prompts, texts.numpy(), strict=True)
+        ]
+        return metrics
+
+    def plots(self, model, data, info: dict, config, run_dir: str) -> list[str]:
+        return []
+
+    # Test harness -------------------------------------------------------------------
+
+    def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
+        """`(token_ids, next_token_ids, None)` windows of 12 stand-in characters."""
+        ids = rng.integers(2, len(info["vocabulary"]), size=(batch_size, 13))
+        return ids[:, :-1], ids[:, 1:], None
+
+    def example_output_shape(self, info: dict, batch_size: int) -> tuple:
+        return (batch_size, 12, len(info["vocabulary"]))
+
+    def model_input(self, x, config):
+        return tf.constant(x)
+
+    def served_and_predicted(self, model, served, x, config) -> tuple:
+        """The export's scores of texts, and the model's log-likelihoods of them here."""
+        vocabulary = list(self.example_info()["vocabulary"])
+        texts = ["".join(vocabulary[i] for i in row) for row in x]
+        got = served.signatures["score"](text=tf.constant(texts))["log_probability"].numpy()
+        ids = np.concatenate([np.full((len(x), 1), vocabulary.index(SEPARATOR)), x], axis=1)
+        want = keras.ops.convert_to_numpy(model.log_likelihood(tf.constant(ids))).sum(-1)
+        return got, want
+
+    # Export -------------------------------------------------------------------------
+
+    def signatures(self, model, info: dict, config) -> dict:
+        generate, score = self.functions(model, info, config)
+
+        def serving_default(prompt):
+            text = generate(
+                prompt,
+                config["max_length"],
+                config["temperature"],
+                config["top_k"],
+                config["top_p"],
+                config["seed"],
+            )
+            return {"text": text}
+
+        def generate_signature(prompt, max_length, temperature, top_k, top_p, seed):
+            return {"text": generate(prompt, max_length, temperature, top_k, top_p, seed)}
+
+        scalar = tf.TensorSpec
+        return {
+            "serving_default": (serving_default, [scalar([None], tf.string, name="prompt")]),
+            "generate": (
+                generate_signature,
+                [
+                    scalar([None], tf.string, name="prompt"),
+                    scalar([], tf.int32, name="max_length"),
+                    scalar([], tf.float32, name="temperature"),
+                    scalar([], tf.int32, name="top_k"),
+                    scalar([], tf.float32, name="top_p"),
+                    scalar([], tf.int64, name="seed"),
+                ],
+            ),
+            "score": (score, [scalar([None], tf.string, name="text")]),
+        }
+
+    def signature_contract(self, info: dict, config) -> dict:
+        text = {"text": ["string", [None]]}
+        return {
+            "serving_default": {"inputs": {"prompt": ["string", [None]]}, "outputs": text},
+            "generate": {
+                "inputs": {
+                    "prompt": ["string", [None]],
+                    "max_length": ["int32", []],
+                    "temperature": ["float32", []],
+                    "top_k": ["int32", []],
+                    "top_p": ["float32", []],
+                    "seed": ["int64", []],
+                },
+                "outputs": text,
+            },
+            "score": {
+                "inputs": {"text": ["string", [None]]},
+                "outputs": {
+                    "bits_per_char": ["float32", [None]],
+                    "log_probability": ["float32", [None]],
+                },
+            },
+        }
+
+    def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
+        """Prompts, texts and the answers the export must give, from the Keras model."""
+        documents = [d.numpy().decode("utf-8") for d in examples.take(count)]
+        prompts = [prompt_from(d) for d in documents]
+        texts = [d[:200] for d in documents]
+        generate, score = self.functions(model, info, config)
+        options = (32, 0.8, 5, 0.95, 7)
+        sampled = tf.function(generate)(tf.constant(prompts), *options)
+        greedy = tf.function(generate)(tf.constant(prompts), 16, 0.0, 0, 1.0, 0)
+        scores = tf.function(score)(tf.constant(texts))
+        as_inputs = dict(
+            zip(("max_length", "temperature", "top_k", "top_p", "seed"), options, strict=True)
+        )
+        return [
+            {
+                "signature": "generate",
+                "inputs": {"prompt": [p.encode() for p in prompts], **as_inputs},
+                "outputs": {"text": [t.decode("utf-8") for t in sampled.numpy()]},
+            },
+            {
+                "signature": "generate",
+                "inputs": {
+                    "prompt": [p.encode() for p in prompts],
+                    "max_length": 16,
+                    "temperature": 0.0,
+                    "top_k": 0,
+                    "top_p": 1.0,
+                    "seed": 0,
+                },
+                "outputs": {"text": [t.decode("utf-8") for t in greedy.numpy()]},
+            },
+            {
+                "signature": "score",
+                "inputs": {"text": [t.encode() for t in texts]},
+                "outputs": {k: v.numpy().tolist() for k, v in scores.items()},
+            },
+        ]
+
+    def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
+        """Continue each prompt with an export; one result dict per prompt."""
+        unknown = set(options) - {"max_length", "temperature", "top_k", "top_p", "seed"}
+        if unknown:
+            raise UsageError(
+                f"{', '.join(sorted(unknown))} does not apply to language model exports."
+            )
+        training = manifest["training"]
+        settings = {k: options.get(k, training[k]) for k in ("max_length", "temperature", "top_k", "top_p")}
+        settings["seed"] = options.get("seed", training["seed"])
+        texts = self.export_predictor(signatures)["generate"](
+            tf.constant(inputs), *settings.values()
+        )
+        return [
+            {"input": prompt, "text": text.decode("utf-8")}
+            for prompt, text in zip(inputs, texts.numpy(), strict=True)
+        ]
+
+
+def prompt_from(document: str) -> str:
+    """A prompt from a held-out document: the start of its first paragraph after a
+    blank line (past a title), up to `PROMPT_CHARACTERS` and cut at a space."""
+    start = document.find("\n\n")
+    start = start + 2 if 0 <= start < len(document) // 2 else 0
+    prompt = document[start : start + PROMPT_CHARACTERS]
+    cut = prompt.rfind(" ")
+    return prompt[: cut + 1] if cut > 0 else prompt
+
+
+class BitsPerToken(keras.metrics.Mean):
+    """Cross-entropy in bits per token (for characters: bits per character)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        return super().update_state(loss / math.log(2), sample_weight=sample_weight)
+
+
+def ngram_baseline(data, info: dict, config) -> dict:
+    """The Kneser-Ney n-gram of the best order up to 8 on the validation split: its
+    held-out bits per character, and every order's."""
+    from kerasnotes.models.ngram import NGramLM, count_ngrams
+
+    vocabulary = info["vocabulary"]
+    level = config["token_level"]
+    counts = count_ngrams(data.ids["train"], max(BASELINE_ORDERS))
+    separator = LanguageModelling.token_ids([SEPARATOR], vocabulary, level)[0]
+
+    def bits(model, split):
+        documents = [d.decode("utf-8") for d in getattr(data, split).as_numpy_iterator()]
+        rows = LanguageModelling.token_ids(documents, vocabulary, level)
+        total = 0.0
+        for row in rows:
+            ids = np.concatenate([separator[:1], row])[None]
+            total += float(np.sum(model.log_likelihood(ids)))
+        return -total / math.log(2) / max(1, sum(len(d) for d in documents))
+
+    by_order = {}
+    for order in BASELINE_ORDERS:
+        model = NGramLM(vocabulary, order=order, discount=0.75)
+        model.set_counts(counts[:order])
+        by_order[order] = (round(bits(model, "validation"), 4), round(bits(model, "test"), 4))
+    best = min(by_order, key=lambda order: by_order[order][0])
+    return {
+        "order": best,
+        "bits_per_char": by_order[best][1],
+        "by_order": {str(order): test for order, (_, test) in by_order.items()},
+    }
+
+
+TASK = LanguageModelling()
