@@ -31,6 +31,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.vqa",
     "kerasnotes.models.rnn",
     "kerasnotes.models.ngram",
+    "kerasnotes.models.char_rnn",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -449,7 +449,7 @@ def _load_and_build(model: str, task, config) -> _Run:
         net = _build_network(model, task, config, info)
         # What `fit` trains: the model, or the part of it that the batches feed (a text
         # model's network on token ids), sharing its weights.
-        trained = task.training_model(net) if hasattr(task, "training_model") else net
+        trained = task.training_model(net, config) if hasattr(task, "training_model") else net
         task.compile(trained, make_optimizer(config, optimizer_steps))
     return _Run(
         data,

@@ -232,10 +232,12 @@ class LanguageModelling:
         targets = targets.reshape(batch_size, steps, length).transpose(1, 0, 2)
         return tf.data.Dataset.from_tensor_slices((inputs, targets)).prefetch(tf.data.AUTOTUNE)
 
-    def training_model(self, model):
-        """What `fit` trains: a recurrent model's carrying wrapper when it is stateful."""
-        trainer = getattr(model, "stateful_trainer", None)
-        return trainer() if trainer is not None and model.stateful else model
+    def training_model(self, model, config):
+        """What `fit` trains: a stateful model's wrapper that carries its state across
+        the batches (of `batch_size` streams), or the model."""
+        if getattr(model, "stateful", False):
+            return model.stateful_trainer(config["batch_size"])
+        return model
 
     def callbacks(self, trained, config) -> list:
         return [ResetStates()] if hasattr(trained, "reset_state") else []

@@ -167,7 +167,7 @@ class TextTask:
 
         return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-    def training_model(self, model):
+    def training_model(self, model, config=None):
         """What `fit` trains: the `network` sub-model, on token ids from `batches`; the
         text model shares its weights."""
         return model.get_layer("network")
