@@ -255,8 +255,28 @@ def export(ctx, run_dir, export_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
 @click.option("--greedy", is_flag=True, help="Captioners: greedy decoding instead of beam search.")
 @click.option("-q", "--question", help="VQA models: the question to ask about every image.")
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    help="Language models: tokens to generate (default: the run's max_length).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    help="Language models: sampling temperature; 0 is greedy (default: the run's).",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=0), help="Language models: sample from the k likeliest."
+)
+@click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Language models: sample from the likeliest tokens holding this probability.",
+)
+@click.option("--seed", type=int, help="Language models: the sampling seed (default: the run's).")
+@click.option("--stream", is_flag=True, help="Language models: print the text as it is generated.")
 @click.pass_context
-def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question):
+def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question, **sampling):
     """Run the export EXPORT on INPUT files or strings and print one result per input.
 
     \b
@@ -266,6 +286,8 @@ def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question):
       kerasnotes predict saved_models/vqa/1 scene.png --question "what colour is the ring?"
       kerasnotes predict saved_models/rnn/1 "the plot was not bad" "never once funny"
       kerasnotes predict saved_models/rnn-tagger/1 --file sentences.txt
+      kerasnotes predict saved_models/char-rnn/1 "The " --temperature 0.8 --max-length 300
+      kerasnotes predict saved_models/transformer-lm/1 "def " --top-p 0.9 --stream
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import predict as run_predict
@@ -273,9 +295,17 @@ def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question):
         options = {"greedy": True} if greedy else {}
         if question is not None:
             options["question"] = question
+        options.update({k: v for k, v in sampling.items() if v not in (None, False)})
         results = run_predict(export_dir, list(inputs), input_file=input_file, **options)
         for result in results:
-            if as_json:
+            if "stream" in result:
+                click.echo(result["input"], nl=False)
+                for piece in result["stream"]:
+                    click.echo(piece, nl=False)
+                click.echo()
+            elif "continuation" in result and not as_json:
+                click.echo(result["input"] + result["continuation"])
+            elif as_json:
                 click.echo(json.dumps(result))
             else:
                 values = [v for k, v in result.items() if k != "input"]

@@ -169,6 +169,8 @@ def predict(
     """Run an export on raw inputs (files or strings, by task); one dict per input.
 
     `input_file` adds the lines of a UTF-8 file to `inputs`, one input per line.
+    With `stream=True` (language models), each dict's `stream` yields the text as it
+    is generated.
     """
     import tensorflow as tf
 
@@ -181,6 +183,15 @@ def predict(
     manifest = read_manifest(export_dir)
     task = get_task(manifest["task"])
     signatures = tf.saved_model.load(export_dir).signatures
+    if options.get("stream"):
+        if not hasattr(task, "stream_export"):
+            raise UsageError(
+                f"--stream applies to language models; {export_dir!r} is a {task.name} export."
+            )
+        return [
+            {"input": prompt, "stream": task.stream_export(signatures, manifest, prompt, **options)}
+            for prompt in inputs
+        ]
     return task.predict_export(signatures, manifest, inputs, **options)
 
 

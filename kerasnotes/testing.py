@@ -7,7 +7,8 @@ loss; the export's tensor signature answers like the model in this process; and 
 channels_first model with the same weights gives the same answers as channels_last on
 the transposed input, and a time-major text model the same answers as a batch-major one
 (untrained, with non-zero biases, where a builder that ignores its layout argument
-fails). The task supplies the example batch, the expected output shape and the layouts
+fails). A model that learns by counting (an n-gram model) counts the example batch
+first, and counting other data must change its answers. The task supplies the example batch, the expected output shape and the layouts
 (`example_batch`, `example_output_shape`, `layout`), so a plugin's task is checked the
 same way. Plugin authors can call it on their own builders.
 """
@@ -23,12 +24,17 @@ import tensorflow as tf
 
 from kerasnotes.registry import create_model, get_spec
 from kerasnotes.tasks import get_task
+from kerasnotes.training import learns_by_counting
 
 
-def _build(name, task, info, hyperparameters):
+def _build(name, task, info, hyperparameters, data=None):
+    """The model; one that learns by counting has counted `data` already."""
     layout_key, layouts = task.layout
     config = {layout_key: hyperparameters.get(layout_key, layouts[0])}
-    return create_model(name, **hyperparameters, **task.builder_arguments(info, config))
+    model = create_model(name, **hyperparameters, **task.builder_arguments(info, config))
+    if learns_by_counting(model):
+        model.adapt(data)
+    return model
 
 
 def check_model(name: str, **hyperparameters) -> None:
@@ -46,9 +52,9 @@ def check_model(name: str, **hyperparameters) -> None:
         hyperparameters.setdefault(layout_key, layouts[0])
     config = {layout_key: hyperparameters.get(layout_key, layouts[0])}
     x, y, sample_weight = task.example_batch(info, np.random.default_rng(0))
-    model = _build(name, task, info, hyperparameters)
-    _offset_zero_vectors(model)
     model_x = task.model_input(x, config)
+    model = _build(name, task, info, hyperparameters, data=model_x)
+    _offset_zero_vectors(model)
 
     # Output shape.
     outputs = keras.ops.convert_to_numpy(model(model_x, training=False))
@@ -58,6 +64,8 @@ def check_model(name: str, **hyperparameters) -> None:
     # get_config / from_config round trip.
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
+    if learns_by_counting(clone):
+        clone.adapt(model_x)
     np.testing.assert_allclose(clone(model_x, training=False), outputs, atol=1e-6)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +93,7 @@ def check_model(name: str, **hyperparameters) -> None:
     # builder that ignores its layout argument gives other answers.
     if has_layout and config[layout_key] == layouts[0]:
         other = {**hyperparameters, layout_key: layouts[1]}
-        second = _build(name, task, info, other)
+        second = _build(name, task, info, other, data=model_x)
         second.set_weights(model.get_weights())
         np.testing.assert_allclose(
             task.layout_outputs(second, x, {layout_key: layouts[1]}),
@@ -93,6 +101,14 @@ def check_model(name: str, **hyperparameters) -> None:
             atol=1e-5,
             err_msg=f"{layouts[1]} disagrees with {layouts[0]} ({layout_key})",
         )
+
+    if learns_by_counting(model):  # Counting other data changes the answers.
+        model.adapt(np.asarray(y)[:, ::-1])
+        changed = keras.ops.convert_to_numpy(model(model_x, training=False))
+        assert np.all(np.isfinite(changed)) and not np.allclose(changed, outputs), (
+            "counting other data did not change the answers"
+        )
+        return
 
     # One training step changes the weights and gives a finite loss.
     task.compile(model, keras.optimizers.Adam(1e-2))

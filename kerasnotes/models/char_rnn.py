@@ -71,13 +71,11 @@ class CharRNN(LanguageModel):
         self.stateful = bool(stateful)
         self.sequence_length = sequence_length
         self.embedding = layers.Embedding(len(self.vocabulary), embedding_dim, name="embedding")
+        # Without cuDNN kernels, so that an export traced on a GPU loads anywhere.
+        portable = {"use_cudnn": False} if cell != "simple" else {}
         self.rnn_layers = [
             CELLS[cell](
-                width,
-                return_sequences=True,
-                return_state=True,
-                use_cudnn=False,  # Portable exports (see STACK-FACTS).
-                name=f"{cell}{i + 1}",
+                width, return_sequences=True, return_state=True, name=f"{cell}{i + 1}", **portable
             )
             for i, width in enumerate(units)
         ]

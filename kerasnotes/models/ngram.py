@@ -51,6 +51,7 @@ COUNT, CONTINUATION, TOTAL, DISTINCT, CONTINUATION_TOTAL = range(5)
 FIRST_CODE_POINT = 0x4E00
 SURROGATES = (0xD800, 0xE000)
 STATS_FILE = "ngram_statistics.npz"
+IMPOSSIBLE = -1e9  # The log-probability of padding: finite, so logits stay finite.
 
 
 def code_points(ids: np.ndarray) -> np.ndarray:
@@ -263,12 +264,12 @@ class NGramLM(LanguageModel):
 
     def next_log_probs(self, context):
         """Log-probabilities `(rows, vocabulary)` of the next token after `context`
-        `(rows, order - 1)`; padding gets none."""
+        `(rows, order - 1)`; padding gets `IMPOSSIBLE`."""
         rows = tf.shape(context)[0]
         everything = tf.tile(tf.range(len(self.vocabulary), dtype=tf.int64)[None], [rows, 1])
-        p = self.probabilities(context, everything)
-        p = tf.concat([tf.zeros([rows, 1], p.dtype), p[:, 1:]], axis=1)
-        return tf.cast(tf.math.log(p), tf.float32)
+        log_p = tf.math.log(self.probabilities(context, everything)[:, 1:])
+        padding = tf.fill([rows, 1], tf.constant(IMPOSSIBLE, log_p.dtype))
+        return tf.cast(tf.concat([padding, log_p], axis=1), tf.float32)
 
     def call(self, token_ids):
         contexts = self.contexts(token_ids, inclusive=True)  # (batch, time, order - 1)

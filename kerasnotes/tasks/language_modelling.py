@@ -60,6 +60,8 @@ SEPARATOR = "\n"  # Joins documents; the context before every text.
 DEFAULT_SEQUENCE_LENGTH = 128
 NUM_SAMPLES = 3
 PROMPT_CHARACTERS = 24  # Samples continue the start of held-out documents.
+SAMPLING = ("max_length", "temperature", "top_k", "top_p", "seed")
+STREAM_TOKENS = 8  # Tokens per request when streaming.
 BASELINE_ORDERS = range(2, 9)
 COMPRESSOR_PRIOR = 10_000_000  # At most this many training characters come first.
 EXAMPLE_VOCABULARY = ("", "[UNK]", *" \netaoinshrdlucmfwygpb.,T")
@@ -251,8 +253,14 @@ class LanguageModelling:
             metrics=[BitsPerToken(name="bits_per_token")],
         )
 
+    def with_defaults(self, config) -> dict:
+        """`config` with the task's defaults for the settings it lacks (the test
+        harness gives a layout only)."""
+        return {**self.settings, "seed": 0, **config}
+
     def functions(self, model, info: dict, config):
         """`(generate, score)`: the functions the export serves, on this model."""
+        config = self.with_defaults(config)
         vocabulary = list(info["vocabulary"])
         level = config["token_level"]
         separator = int(self.token_ids([SEPARATOR], vocabulary, level)[0][0])
@@ -378,6 +386,8 @@ class LanguageModelling:
 
     # Test harness -------------------------------------------------------------------
 
+    layout = (None, (None,))  # Token ids have one layout.
+
     def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
         """`(token_ids, next_token_ids, None)` windows of 12 stand-in characters."""
         ids = rng.integers(2, len(info["vocabulary"]), size=(batch_size, 13))
@@ -401,6 +411,7 @@ class LanguageModelling:
     # Export -------------------------------------------------------------------------
 
     def signatures(self, model, info: dict, config) -> dict:
+        config = self.with_defaults(config)
         generate, score = self.functions(model, info, config)
 
         def serving_default(prompt):
@@ -496,23 +507,55 @@ class LanguageModelling:
             },
         ]
 
-    def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
-        """Continue each prompt with an export; one result dict per prompt."""
-        unknown = set(options) - {"max_length", "temperature", "top_k", "top_p", "seed"}
+    def _sampling(self, manifest: dict, options: dict) -> dict:
+        """The sampling settings: `options` over the run's."""
+        unknown = set(options) - {*SAMPLING, "stream"}
         if unknown:
             raise UsageError(
                 f"{', '.join(sorted(unknown))} does not apply to language model exports."
             )
         training = manifest["training"]
-        settings = {k: options.get(k, training[k]) for k in ("max_length", "temperature", "top_k", "top_p")}
-        settings["seed"] = options.get("seed", training["seed"])
+        return {key: options[key] if options.get(key) is not None else training[key] for key in SAMPLING}
+
+    def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
+        """Continue each prompt with an export; one result dict per prompt, whose
+        `continuation` follows the prompt as it is (a space first at word level)."""
+        settings = self._sampling(manifest, options)
         texts = self.export_predictor(signatures)["generate"](
             tf.constant(inputs), *settings.values()
         )
+        level = manifest["training"]["token_level"]
         return [
-            {"input": prompt, "text": text.decode("utf-8")}
+            {"input": prompt, "continuation": _after(prompt, text.decode("utf-8"), level)}
             for prompt, text in zip(inputs, texts.numpy(), strict=True)
         ]
+
+    def stream_export(self, signatures, manifest: dict, prompt: str, **options):
+        """Continue `prompt`, yielding the text as it is generated: the export is asked
+        for `STREAM_TOKENS` tokens at a time, each time continuing all the text so far
+        (so the text differs from one request's sample with the same seed)."""
+        settings = self._sampling(manifest, options)
+        level = manifest["training"]["token_level"]
+        generate = self.export_predictor(signatures)["generate"]
+        text, remaining, request = prompt, settings["max_length"], 0
+        while remaining > 0:
+            wanted = min(STREAM_TOKENS, remaining)
+            step = {**settings, "max_length": wanted, "seed": settings["seed"] + request}
+            piece = generate(tf.constant([text]), *step.values()).numpy()[0].decode("utf-8")
+            piece = _after(text, piece, level)
+            yield piece
+            text, request = text + piece, request + 1
+            produced = len(piece) if level == "character" else len(piece.split())
+            if produced < wanted:  # The stop string ended it.
+                return
+            remaining -= wanted
+
+
+def _after(prompt: str, text: str, token_level: str) -> str:
+    """`text` as it follows `prompt`: word-level tokens need a space between."""
+    if token_level == "word" and text and prompt and not prompt[-1].isspace() and text[0] != "\n":
+        return " " + text
+    return text
 
 
 def prompt_from(document: str) -> str:

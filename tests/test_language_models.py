@@ -1,0 +1,366 @@
+"""Language models: corpora, n-gram counts against NLTK, truncated BPTT, training,
+and exports that continue prompts and score text with TensorFlow alone."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kerasnotes.data import corpus
+from kerasnotes.errors import DataError
+from kerasnotes.models.char_rnn import char_rnn
+from kerasnotes.models.ngram import NGramLM
+from kerasnotes.tasks.language_modelling import TASK, compressed_bits_per_char
+from tests.conftest import run_cli, train_quietly
+
+# A small English text with repeats, for counting.
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away.\n"
+    "A fox is quick and a dog is lazy, or so the story goes. Quick foxes jump.\n"
+) * 6
+QUICK_RNN = [
+    "dataset=python_docs/small",
+    "units=[128]",
+    "embedding_dim=32",
+    "sequence_length=64",
+    "batch_size=16",
+    "epochs=6",
+    "learning_rate=0.005",
+    "max_length=40",
+]
+
+
+# Corpora -------------------------------------------------------------------------------
+
+
+def test_python_docs_are_split_by_topic_into_about_80_10_10():
+    data = corpus.load("python_docs/small")
+    topics = {
+        split: {e["topic"].decode() for e in tfds.as_numpy(_builder().as_dataset(split=split))}
+        for split in corpus.SPLITS
+    }
+    assert not topics["train"] & topics["test"] and not topics["train"] & topics["validation"]
+    total = sum(data.num_examples.values())
+    assert 0.05 < data.num_examples["test"] / total < 0.15
+    assert 0.05 < data.num_examples["validation"] / total < 0.15
+    assert data.text("test").startswith(next(data.test.as_numpy_iterator()).decode())
+
+
+def _builder():
+    from kerasnotes.data.corpus import CPYTHON, PythonDocs
+
+    return PythonDocs(config=f"{CPYTHON}_small")
+
+
+def test_split_by_size_keeps_documents_whole_and_fills_every_split():
+    sizes = [(f"doc{i}", 100 + 37 * i) for i in range(30)]
+    splits = corpus.split_by_size(sizes)
+    assert sorted(sum(splits.values(), [])) == sorted(name for name, _ in sizes)
+    assert all(splits[s] for s in corpus.SPLITS)
+    assert corpus.split_by_size(sizes) == splits  # Deterministic.
+
+
+def test_a_text_file_is_split_by_position(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text("".join(chr(ord("a") + i % 26) for i in range(1000)))
+    data = corpus.load(str(path))
+    assert data.num_examples == {"train": 800, "validation": 100, "test": 100}
+    assert data.text("train") + data.text("validation") + data.text("test") == path.read_text()
+
+
+def test_folders_split_by_file_name_or_by_file(tmp_path):
+    named = tmp_path / "named"
+    named.mkdir()
+    for split in ("train", "valid", "test"):
+        (named / f"{split}.txt").write_text(f"{split} text\n" * 20)
+    data = corpus.load(str(named))
+    assert data.text("validation").startswith("valid text")
+    books = tmp_path / "books"
+    books.mkdir()
+    for i in range(12):
+        (books / f"book{i:02d}.txt").write_text(f"book {i}\n" * (10 + i))
+    data = corpus.load(str(books))
+    held_out = data.text("validation") + data.text("test")
+    for i in range(12):  # Every book is whole in one split.
+        assert (f"book {i}\n" * (10 + i)) in data.text("train") or f"book {i}\n" in held_out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"caf\xe9 au lait", r"not UTF-8: invalid byte 0xe9 at byte offset 3"),
+        (b"", r"is empty"),
+        (b"  \n\n ", r"is empty"),
+    ],
+)
+def test_bad_text_files_get_clear_errors(tmp_path, content, message):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        corpus.load(str(path))
+
+
+def test_a_corpus_shorter_than_the_batches_is_a_clear_error(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("too short to learn from " * 20)
+    config = {**TASK.with_defaults({}), "dataset": str(path), "batch_size": 64}
+    config["sequence_length"] = 128
+    with pytest.raises(DataError, match=r"too few for batch_size 64 x sequence_length 128"):
+        TASK.load_data(config)
+
+
+@pytest.mark.parametrize("name", ["tiny_shakespeare", "lm1b"])
+def test_tfds_corpora_load_under_mock_data(name):
+    with tfds.testing.mock_data(num_examples=6):
+        data = corpus.load(name)
+    assert data.source.startswith(f"tfds:{name}")
+    assert all(data.num_examples[split] > 0 for split in corpus.SPLITS)
+
+
+# The n-gram model ----------------------------------------------------------------------
+
+
+def _ids(text, vocabulary):
+    index = {c: i for i, c in enumerate(vocabulary)}
+    return np.array([index.get(c, 1) for c in text])
+
+
+@pytest.mark.parametrize("order", [2, 3, 5])
+@pytest.mark.parametrize("smoothing", ["kneser_ney", "add_k"])
+def test_ngram_perplexity_equals_nltk(order, smoothing):
+    """Held against nltk.lm on the same n-grams: Lidstone for add-k, and
+    KneserNeyInterpolated for Kneser-Ney, whose continuation unigram we interpolate
+    with the uniform distribution by the discount (the one difference, written here)."""
+    from nltk.lm import Lidstone
+    from nltk.lm.models import InterpolatedLanguageModel
+    from nltk.lm.smoothing import KneserNey
+    from nltk.util import everygrams
+
+    train, test = TEXT[:-120], TEXT[-120:]
+    vocabulary = ["", "[UNK]", *sorted(set(train))]
+    model = NGramLM(vocabulary, order=order, smoothing=smoothing, discount=0.3, k=0.5)
+    model.adapt(_ids(train, vocabulary))
+    ids = _ids("\n" + test, vocabulary)[None]
+    mine = math.exp(-float(np.mean(model.log_likelihood(ids))))
+
+    class UniformBase(KneserNey):
+        def unigram_score(self, word):
+            continuation, total = self._continuation_counts(word)
+            seen = len(self.counts[1])
+            return (max(continuation - self.discount, 0) + self.discount * seen / len(self.vocab)) / total
+
+    if smoothing == "add_k":
+        reference = Lidstone(0.5, order)
+    else:
+        params = {"discount": 0.3, "order": order}
+        reference = InterpolatedLanguageModel(UniformBase, order, params=params)
+    reference.fit([list(everygrams(list(train), max_len=order))], vocabulary_text=list(train))
+    text = "\n" + test
+    grams = [tuple(text[max(0, i - order + 1) : i + 1]) for i in range(1, len(text))]
+    assert mine == pytest.approx(reference.perplexity(grams), rel=1e-6)
+
+
+def test_ngram_distributions_sum_to_one_and_favour_what_was_counted():
+    vocabulary = ["", "[UNK]", *sorted(set(TEXT))]
+    model = NGramLM(vocabulary, order=4)
+    model.adapt(_ids(TEXT, vocabulary))
+    context = _ids("The qui", vocabulary)[-3:][None]
+    probabilities = np.exp(model.next_log_probs(tf.constant(context)).numpy()[0])
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert probabilities[0] < 1e-30  # Never padding.
+    assert vocabulary[int(probabilities.argmax())] == "c"
+    assert probabilities[1] > 0  # The unknown token keeps a chance.
+
+
+def test_ngram_counts_continue_across_the_rows_of_stream_batches():
+    """Counting a stream cut into batches of streams (rows continue from batch to
+    batch) gives the counts of the streams themselves."""
+    vocabulary = ["", "[UNK]", *sorted(set(TEXT))]
+    ids = _ids(TEXT[:600], vocabulary)
+    rows = ids.reshape(2, 300)
+    batches = tf.data.Dataset.from_tensor_slices(rows.reshape(2, 10, 30).transpose(1, 0, 2))
+    whole, streamed = NGramLM(vocabulary, order=3), NGramLM(vocabulary, order=3)
+    whole.adapt(rows)
+    streamed.adapt(batches.map(lambda x: (x, x)))
+    np.testing.assert_array_equal(whole.statistics, streamed.statistics)
+
+
+def test_ngram_rejects_bad_hyperparameters():
+    with pytest.raises(ValueError, match="order must be >= 2"):
+        NGramLM(["", "[UNK]", "a"], order=1)
+    with pytest.raises(ValueError, match="Invalid smoothing 'witten_bell'"):
+        NGramLM(["", "[UNK]", "a"], smoothing="witten_bell")
+    with pytest.raises(ValueError, match="Invalid discount 1.5"):
+        NGramLM(["", "[UNK]", "a"], discount=1.5)
+
+
+# char-rnn --------------------------------------------------------------------------------
+
+
+def test_truncated_bptt_carries_the_state_from_batch_to_batch():
+    """Two windows through the stateful trainer give what the whole sequence gives in
+    one pass; after a reset the state starts from zero again."""
+    model = char_rnn(vocabulary=["", "[UNK]", "a", "b", "c"], units=[8, 6], cell="lstm")
+    ids = np.random.default_rng(0).integers(2, 5, size=(3, 20))
+    whole = model(ids).numpy()
+    trainer = model.stateful_trainer(3)
+    first, second = trainer(ids[:, :12]).numpy(), trainer(ids[:, 12:]).numpy()
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-5)
+    trainer.reset_state()
+    np.testing.assert_allclose(trainer(ids[:, :12]).numpy(), whole[:, :12], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
+def test_char_rnn_decoding_steps_give_the_models_logits(cell):
+    model = char_rnn(vocabulary=["", "[UNK]", "a", "b", "c"], units=[8, 6], cell=cell)
+    ids = np.random.default_rng(1).integers(2, 5, size=(2, 7))
+    whole = model(ids).numpy()
+    state = model.initial_decoding_state(2)
+    for t in range(7):
+        logits, state, _ = model.decoding_step(tf.constant(ids[:, t]), state)
+        np.testing.assert_allclose(logits.numpy(), whole[:, t], atol=1e-5)
+
+
+def test_training_batches_are_streams_or_random_windows():
+    data = corpus.load("python_docs/small")
+    config = {**TASK.with_defaults({}), "dataset": "python_docs/small", "batch_size": 4}
+    config["sequence_length"] = 16
+    info = {"vocabulary": TASK.load_data(config).vocabulary}
+    batches = list(TASK.batches(data.train, config, info, training=True).take(3))
+    x0, y0 = (t.numpy() for t in batches[0])
+    x1, _ = (t.numpy() for t in batches[1])
+    assert x0.shape == (4, 16)
+    np.testing.assert_array_equal(x0[:, 1:], y0[:, :-1])  # Targets: the next token.
+    np.testing.assert_array_equal(x1[:, 0], y0[:, -1])  # Each row continues.
+    config["stateful"] = False
+    random = [x.numpy() for x, _ in TASK.batches(data.train, config, info, training=True)]
+    assert len(random) == len(list(TASK.batches(data.train, {**config, "stateful": True},
+                                                info, training=True)))  # fmt: skip
+    assert not np.array_equal(random[1][:, 0], random[0][:, -1] + 0 * random[1][:, 0])
+
+
+# Training, measuring and serving -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_ngram(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ngram")
+    return train_quietly("ngram", ["dataset=python_docs/small", "max_length=60"], root)
+
+
+@pytest.fixture(scope="module")
+def trained_char_rnn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("char-rnn")
+    return train_quietly("char-rnn", QUICK_RNN, root)
+
+
+def test_ngram_measures_itself_beside_the_baselines(trained_ngram):
+    metrics = trained_ngram.metrics
+    assert 1.5 < metrics["bits_per_char"] < 3.0  # Unigram entropy is about 4.5.
+    comparison = metrics["comparison"]
+    assert set(comparison) >= {"this model", "gzip", "bz2", "xz"}
+    assert any(name.endswith("-gram (Kneser-Ney)") for name in comparison)
+    assert metrics["perplexity"] == pytest.approx(2 ** metrics["bits_per_char"], rel=1e-3)
+    assert len(metrics["samples"]) == 3 and all(s["text"] for s in metrics["samples"])
+
+
+def test_char_rnn_learns_the_corpus(trained_char_rnn):
+    """Well above a model that knows only character frequencies (about 4.5 bits)."""
+    assert trained_char_rnn.metrics["bits_per_char"] < 3.2
+
+
+def test_compressors_are_measured_on_the_held_out_part_only():
+    train = "abcdefgh" * 500
+    assert compressed_bits_per_char(train, "abcdefgh" * 10)["xz"] < 1.0  # Seen before.
+    random = "".join(np.random.default_rng(0).choice(list("abcdefgh"), 4000))
+    assert compressed_bits_per_char(train, random)["bz2"] > 2.5  # Three bits of entropy.
+
+
+def test_exports_continue_prompts_and_score_text_in_a_tensorflow_only_process(
+    trained_ngram, trained_char_rnn
+):
+    script = """
+import json, sys
+import tensorflow as tf
+out = {}
+for path in sys.argv[1:]:
+    model = tf.saved_model.load(path).signatures
+    prompts = tf.constant(["The ", "for x in "])
+    default = model["serving_default"](prompt=prompts)["text"].numpy()
+    options = dict(max_length=tf.constant(30), temperature=tf.constant(0.0),
+                   top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
+    greedy = model["generate"](prompt=prompts, **options)["text"].numpy()
+    again = model["generate"](prompt=prompts, **options)["text"].numpy()
+    scores = model["score"](text=tf.constant(["The value of the attribute", "zq#@!xv~^%"]))
+    out[path] = {
+        "default": [t.decode() for t in default],
+        "greedy": [t.decode() for t in greedy],
+        "again": [t.decode() for t in again],
+        "bits": scores["bits_per_char"].numpy().tolist(),
+        "log_probability": scores["log_probability"].numpy().tolist(),
+    }
+out["kerasnotes"] = "kerasnotes" in sys.modules
+print(json.dumps(out))
+"""
+    exports = [trained_ngram.export_dir, trained_char_rnn.export_dir]
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", script, *exports], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert not out.pop("kerasnotes")
+    for path, got in out.items():
+        assert all(len(t) == 60 for t in got["default"]), path  # The run's max_length.
+        assert all(len(t) == 30 for t in got["greedy"]) and got["greedy"] == got["again"]
+        english, noise = got["bits"]
+        assert english < 3.5 < noise, (path, got["bits"])
+        assert got["log_probability"][0] == pytest.approx(
+            -english * len("The value of the attribute") * math.log(2), rel=1e-4
+        )
+
+
+def test_the_score_signature_agrees_with_the_runs_held_out_measure(trained_ngram):
+    data = corpus.load("python_docs/small")
+    documents = [d.decode() for d in data.test.as_numpy_iterator()]
+    score = tf.saved_model.load(trained_ngram.export_dir).signatures["score"]
+    total = float(np.sum(score(text=tf.constant(documents))["log_probability"]))
+    bits = -total / math.log(2) / sum(len(d) for d in documents)
+    assert bits == pytest.approx(trained_ngram.metrics["bits_per_char"], rel=1e-4)
+
+
+def test_predict_samples_at_the_cli(trained_char_rnn, tmp_path):
+    export = trained_char_rnn.export_dir
+    proc = run_cli(
+        "predict", export, "The ", "--temperature", "0.5", "--max-length", "25", "--seed", "3"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("The ") and len(line) == len("The ") + 25
+    again = run_cli(
+        "predict", export, "The ", "--temperature", "0.5", "--max-length", "25", "--seed", "3"
+    )
+    assert again.stdout == proc.stdout  # Seeded.
+    streamed = run_cli("predict", export, "The ", "--max-length", "25", "--stream")
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    assert streamed.stdout.startswith("The ") and len(streamed.stdout.rstrip("\n")) == 29
+    bad = run_cli("predict", export, "The ", "--temperature", "-1")
+    assert bad.returncode == 2 and "temperature" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_plain_text_file_trains_each_language_model(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT * 8)
+    for model, extra in [("ngram", []), ("char-rnn", ["units=[16]", "epochs=1"])]:
+        result = train_quietly(
+            model,
+            [f"dataset={path}", "batch_size=4", "sequence_length=32", "max_length=10", *extra]
+            if model != "ngram"
+            else [f"dataset={path}", "batch_size=4", "max_length=10"],
+            tmp_path / model,
+        )
+        assert result.export_dir and np.isfinite(result.metrics["bits_per_char"])
