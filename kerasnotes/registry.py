@@ -32,6 +32,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.rnn",
     "kerasnotes.models.ngram",
     "kerasnotes.models.char_rnn",
+    "kerasnotes.models.transformer_lm",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

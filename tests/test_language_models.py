@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -361,3 +362,71 @@ def test_a_plain_text_file_trains_each_language_model(tmp_path):
             tmp_path / model,
         )
         assert result.export_dir and np.isfinite(result.metrics["bits_per_char"])
+
+
+# transformer-lm ------------------------------------------------------------------------
+
+VOCABULARY = ["", "[UNK]", *"abcdefgh"]
+
+
+def _transformer(**options):
+    from kerasnotes.models.transformer_lm import transformer_lm
+
+    settings = {"width": 16, "num_heads": 2, "num_layers": 2, "sequence_length": 8}
+    return transformer_lm(vocabulary=VOCABULARY, **{**settings, **options})
+
+
+def test_the_six_step_attention_equals_keras_multi_head_attention():
+    from kerasnotes.models.transformer_lm import CausalSelfAttention
+
+    ours = CausalSelfAttention(num_heads=2, key_dim=4)
+    x = np.random.default_rng(0).normal(size=(3, 7, 12)).astype("float32")
+    ours.build(x.shape)
+    for weight in ours.weights:  # Non-zero biases, so that they are compared too.
+        weight.assign(np.random.default_rng(1).normal(size=weight.shape).astype("float32"))
+    reference = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    reference(x, x)  # Builds it.
+    reference.set_weights([w.numpy() for w in ours.weights])
+    want = reference(x, x, use_causal_mask=True).numpy()
+    np.testing.assert_allclose(ours(x).numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_a_changed_future_token_never_changes_an_earlier_output(positions):
+    model = _transformer(positions=positions)
+    ids = np.random.default_rng(2).integers(2, 10, size=(2, 8))
+    changed = ids.copy()
+    changed[:, 5] = (changed[:, 5] - 1) % 8 + 2
+    before, after = model(ids).numpy(), model(changed).numpy()
+    np.testing.assert_allclose(before[:, :5], after[:, :5], atol=1e-6)
+    assert not np.allclose(before[:, 5:], after[:, 5:])
+
+
+def test_the_key_value_cache_gives_the_models_logits_and_refills_when_full():
+    model = _transformer()
+    ids = np.random.default_rng(3).integers(2, 10, size=(2, 11))
+    state = model.initial_decoding_state(2)
+    steps = []
+    for t in range(11):
+        logits, state, _ = model.decoding_step(tf.constant(ids[:, t]), state)
+        steps.append(logits.numpy())
+    whole = model(ids[:, :8]).numpy()
+    for t in range(8):
+        np.testing.assert_allclose(steps[t], whole[:, t], atol=1e-5)
+    # Full at 8 positions: the last 4 are read again from position 0, then 8, 9, 10.
+    refilled = model(ids[:, 4:11]).numpy()
+    for t in range(8, 11):
+        np.testing.assert_allclose(steps[t], refilled[:, t - 4], atol=1e-5)
+
+
+def test_long_texts_are_scored_in_overlapping_windows():
+    model = _transformer()
+    ids = np.random.default_rng(4).integers(2, 10, size=(2, 23))
+    got = model.log_likelihood(tf.constant(ids)).numpy()
+    assert got.shape == (2, 22)
+    log_probs = lambda window: tf.nn.log_softmax(model(window[:, :-1])).numpy()  # noqa: E731
+    first = log_probs(ids[:, :9])
+    np.testing.assert_allclose(got[:, 0], first[:, 0, :][np.arange(2), ids[:, 1]], atol=1e-5)
+    # Token 12 is scored in the window starting at 4 (8 tokens of context: 4..11).
+    window = log_probs(ids[:, 4:13])
+    np.testing.assert_allclose(got[:, 11], window[np.arange(2), 7, ids[:, 12]], atol=1e-5)
