@@ -47,6 +47,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     # Which weights the run keeps: the best validation loss's, and early stopping.
     "restore_best": True,
     "early_stopping": 0,
+    # Stop training at the first batch past this many seconds (None: no limit).
+    "time_limit": None,
 }
 
 STRATEGIES = ("default", "mirrored")
@@ -54,7 +56,9 @@ LR_SCHEDULES = ("cosine", "constant", "step", "exponential", "warmup_cosine")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 
 # Keys for which `None` is a valid value and any type is accepted (checked below).
-_FREE_KEYS = {"dataset", "image_size", "momentum", "clipnorm", "clipvalue", "lr_decay_epochs"}
+_FREE_KEYS = {
+    "dataset", "image_size", "momentum", "clipnorm", "clipvalue", "lr_decay_epochs", "time_limit"
+}  # fmt: skip
 
 
 def training_keys() -> tuple[str, ...]:
@@ -275,7 +279,7 @@ def validate_training(config: Mapping[str, Any]) -> None:
             f"Invalid lr_decay_epochs {decay_epochs!r}: expected a positive integer (or "
             "null: a third of the epochs)."
         )
-    for key in ("clipnorm", "clipvalue"):
+    for key in ("clipnorm", "clipvalue", "time_limit"):
         value = config[key]
         if value is not None and not (_is_number(value) and value > 0):
             raise ConfigError(f"Invalid {key} {value!r}: expected a positive number or null.")

@@ -289,12 +289,25 @@ def _callbacks(run_dir: str, config: Mapping[str, Any], resume: bool) -> list:
                 {"epoch": self._current_epoch, "batch": self._last_batch_seen},
             )
 
+    class StopAfter(keras.callbacks.Callback):
+        """End training at the first batch past `time_limit` seconds (the epoch is
+        validated and kept as usual)."""
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.perf_counter() - self.started >= config["time_limit"]:
+                self.model.stop_training = True
+
     callbacks = [
         StopOnNaN(),
         keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY_FILE), append=resume),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
         KeepBest(),
     ]
+    if config["time_limit"] is not None:
+        callbacks.append(StopAfter())
     if config["early_stopping"]:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["early_stopping"])

@@ -215,8 +215,7 @@ def char_rnn(
     sequence_length=128,
     name="char_rnn",
 ):
-    """Character-level recurrent language model (min-char-rnn), trained with stateful
-    truncated BPTT.
+    """Character-level recurrent language model (min-char-rnn), truncated BPTT.
 
     Args:
         vocabulary: the tokens (set from the data by `kerasnotes train`).

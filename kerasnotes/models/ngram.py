@@ -331,7 +331,7 @@ def ngram(
     k=0.1,
     name="ngram",
 ):
-    """A smoothed n-gram language model (counts; no gradient descent).
+    """Count-based n-gram language model: interpolated Kneser-Ney or add-k smoothing.
 
     Args:
         vocabulary: the tokens (set from the data by `kerasnotes train`).

@@ -423,8 +423,9 @@ def transformer_lm(
     sequence_length=128,
     name="transformer_lm",
 ):
-    """Causal Transformer language model: attention in the notes' six steps, pre-norm
-    blocks, tied embeddings, decoding with a key/value cache.
+    """Causal Transformer language model: six-step attention, key/value-cache decoding.
+
+    Pre-norm blocks, tied embeddings.
 
     Args:
         vocabulary: the tokens (set from the data by `kerasnotes train`).
