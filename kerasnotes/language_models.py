@@ -6,6 +6,8 @@ and serves any subclass of `LanguageModel`; see that module for the protocol.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -41,3 +43,13 @@ class LanguageModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary": self.vocabulary}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class BitsPerToken(keras.metrics.Mean):
+    """Cross-entropy of next-token logits in bits per token (per character, for
+    character-level models)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        return super().update_state(loss / math.log(2), sample_weight=sample_weight)

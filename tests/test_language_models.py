@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import kerasnotes
 from kerasnotes.data import corpus
 from kerasnotes.errors import DataError
 from kerasnotes.models.char_rnn import char_rnn
@@ -353,15 +354,29 @@ def test_predict_samples_at_the_cli(trained_char_rnn, tmp_path):
 def test_a_plain_text_file_trains_each_language_model(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(TEXT * 8)
-    for model, extra in [("ngram", []), ("char-rnn", ["units=[16]", "epochs=1"])]:
-        result = train_quietly(
-            model,
-            [f"dataset={path}", "batch_size=4", "sequence_length=32", "max_length=10", *extra]
-            if model != "ngram"
-            else [f"dataset={path}", "batch_size=4", "max_length=10"],
-            tmp_path / model,
-        )
+    common = [f"dataset={path}", "batch_size=4", "max_length=10"]
+    runs = {
+        "ngram": common,
+        "char-rnn": [*common, "sequence_length=32", "units=[16]", "epochs=1"],
+        "transformer-lm": [*common, "sequence_length=32", "width=16", "num_heads=2", "epochs=1"],
+    }
+    for model, overrides in runs.items():
+        result = train_quietly(model, overrides, tmp_path / model)
         assert result.export_dir and np.isfinite(result.metrics["bits_per_char"])
+
+
+def test_word_level_models_read_and_write_words(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT * 8)
+    result = train_quietly(
+        "ngram",
+        [f"dataset={path}", "batch_size=4", "max_length=6", "token_level=word", "order=3"],
+        tmp_path / "run",
+    )
+    assert result.metrics["num_tokens"] < result.metrics["num_characters"] / 3
+    assert 0 <= result.metrics["unknown_rate"] < 0.5
+    out = kerasnotes.predict(result.export_dir, ["The quick"], temperature=0.0)[0]
+    assert out["continuation"].startswith(" ") and len(out["continuation"].split()) == 6
 
 
 # transformer-lm ------------------------------------------------------------------------

@@ -26,7 +26,10 @@ that). With `stateful=false` each batch is instead windows from random places.
 Every run measures, on the held-out text: `bits_per_char` (whatever the token level, so
 every model compares on one scale), `perplexity` per token, and beside them the best
 Kneser-Ney n-gram (order up to 8, chosen on the validation split) and what gzip, bz2
-and xz reach on the same text given the training text first.
+and xz reach on the same text given the training text first. At the word level, the
+spaces between words are implied and a word outside the vocabulary is one `[UNK]`
+event (`unknown_rate` says how often), so its bits per character are a lower bound
+that the compressors, which code every byte, do not get.
 
 Export contract:
 
@@ -54,6 +57,7 @@ import tensorflow as tf
 from kerasnotes.data import corpus as corpus_data
 from kerasnotes.decoding import decode
 from kerasnotes.errors import ConfigError, DataError, UsageError
+from kerasnotes.language_models import BitsPerToken
 from kerasnotes.text import TOKEN_LEVELS, join_tokens, split_tokens
 
 SEPARATOR = "\n"  # Joins documents; the context before every text.
@@ -349,15 +353,17 @@ class LanguageModelling:
             progress.add(len(batch))
         if not characters:
             raise DataError("The test split is empty: nothing to measure the model on.")
-        num_tokens = sum(
-            len(ids) for ids in self.token_ids(documents, info["vocabulary"], config["token_level"])
+        ids = np.concatenate(
+            self.token_ids(documents, info["vocabulary"], config["token_level"])
         )
         bits = -total / math.log(2) / characters
         metrics = {
             "bits_per_char": bits,
-            "perplexity": float(math.exp(-total / max(1, num_tokens))),
+            "perplexity": float(math.exp(-total / max(1, len(ids)))),
             "num_characters": characters,
-            "num_tokens": num_tokens,
+            "num_tokens": len(ids),
+            # Held-out tokens outside the vocabulary: each is one `[UNK]` event.
+            "unknown_rate": float(np.mean(ids == 1)) if len(ids) else 0.0,
         }
         baseline = ngram_baseline(data, info, config)
         metrics["comparison"] = {
@@ -566,14 +572,6 @@ def prompt_from(document: str) -> str:
     prompt = document[start : start + PROMPT_CHARACTERS]
     cut = prompt.rfind(" ")
     return prompt[: cut + 1] if cut > 0 else prompt
-
-
-class BitsPerToken(keras.metrics.Mean):
-    """Cross-entropy in bits per token (for characters: bits per character)."""
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        return super().update_state(loss / math.log(2), sample_weight=sample_weight)
 
 
 def ngram_baseline(data, info: dict, config) -> dict:
