@@ -100,9 +100,9 @@ def decode(
         max_new_tokens, ...)` (the step's trace for each generated token) if the step
         returns one.
     """
-    if beam_width > 1 and not (isinstance(sample, bool) and not sample):
-        raise ValueError("Beam search does not sample: pass sample=False with beam_width > 1.")
     beam = int(beam_width)
+    if beam > 1 and sample is not False:
+        raise ValueError("Beam search does not sample: pass sample=False with beam_width > 1.")
     prompt = tf.cast(prompt, tf.int64)
     prompt_lengths = tf.cast(prompt_lengths, tf.int32)
     max_new_tokens = tf.maximum(tf.cast(max_new_tokens, tf.int32), 1)

@@ -360,9 +360,12 @@ def test_a_plain_text_file_trains_each_language_model(tmp_path):
         "char-rnn": [*common, "sequence_length=32", "units=[16]", "epochs=1"],
         "transformer-lm": [*common, "sequence_length=32", "width=16", "num_heads=2", "epochs=1"],
     }
-    for model, overrides in runs.items():
-        result = train_quietly(model, overrides, tmp_path / model)
-        assert result.export_dir and np.isfinite(result.metrics["bits_per_char"])
+    for model, overrides in runs.items():  # Exports are checked with the fixtures' runs.
+        result = kerasnotes.train(
+            model, overrides=overrides, run_dir=str(tmp_path / model), export_dir=None,
+            echo=lambda line: None,
+        )  # fmt: skip
+        assert np.isfinite(result.metrics["bits_per_char"]), model
 
 
 def test_word_level_models_read_and_write_words(tmp_path):
@@ -445,3 +448,18 @@ def test_long_texts_are_scored_in_overlapping_windows():
     # Token 12 is scored in the window starting at 4 (8 tokens of context: 4..11).
     window = log_probs(ids[:, 4:13])
     np.testing.assert_allclose(got[:, 11], window[np.arange(2), 7, ids[:, 12]], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "{bad}"], "is not UTF-8: invalid byte 0xe9 at byte offset 3"),
+        (["--set", "temperature=-1"], "Invalid temperature -1.0: must be >= 0"),
+    ],
+)
+def test_bad_input_stops_training_with_one_line(tmp_path, args, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait")
+    proc = run_cli("train", "char-rnn", *[a.format(bad=bad) for a in args], cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()

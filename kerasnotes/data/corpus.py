@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder
 from kerasnotes.data.images import read_bytes
+from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -240,7 +241,7 @@ def _from_path(path: str) -> Corpus:
         if not names:
             raise DataError(f"Dataset folder {path!r} holds no text files.")
         texts = {n: read_text(os.path.join(path, n)) for n in names}
-        named = {_split_name(n): n for n in reversed(names) if _split_name(n)}
+        named = {split_of_file(n): n for n in reversed(names) if split_of_file(n)}
         if "train" in named:
             missing = [s for s in SPLITS if s not in named]
             if missing:
@@ -269,7 +270,3 @@ def _from_path(path: str) -> Corpus:
     return _corpus(parts, source, path)
 
 
-def _split_name(name: str) -> str | None:
-    from kerasnotes.data.text import split_of_file
-
-    return split_of_file(name)
