@@ -174,11 +174,14 @@ def write_export(
     with _staging_directory(model_dir) as staging:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        for signature, (fn, input_signature) in task.signatures(model, info, config).items():
+        signatures = task.signatures(model, info, config)
+        for signature, (fn, input_signature) in signatures.items():
             archive.add_endpoint(signature, fn, input_signature=input_signature)
         saved_model_dir = os.path.join(staging, "export")
         archive.write_out(saved_model_dir, verbose=False)
         contract = task.signature_contract(info, config)
+        if "neighbours" not in signatures:  # Only models with a token embedding have it.
+            contract.pop("neighbours", None)
         full_manifest = {
             **manifest,
             "signatures": contract,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 TOKEN_LEVELS = ("word", "character")
+NUM_NEIGHBOURS = 10
 # A stand-in vocabulary for building without data (the task gives the real one): the
 # padding and out-of-vocabulary tokens first, as `TextVectorization` has them.
 EXAMPLE_VOCABULARY = (
@@ -183,3 +184,68 @@ def join_tokens(tokens, token_level: str):
         return tf.strings.reduce_join(tokens, axis=-1)
     text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
     return tf.strings.regex_replace(text, r" ?\n ?", "\n")
+
+
+# The `neighbours` signature of every export with a token embedding ---------------------
+
+
+def neighbours_signature(embedding, vocabulary, first_ids):
+    """The serving function and input spec of a `neighbours` signature: a word in, the
+    nearest tokens of `vocabulary` by cosine similarity in `embedding` out.
+
+    `first_ids(word)` gives the id of each word's (first) token, 0 for an empty word.
+    Padding, the unknown token and the word itself are never neighbours; a word outside
+    the vocabulary gets `""` and 0.
+    """
+    import tensorflow as tf
+
+    words = tf.constant(list(vocabulary))
+    count = min(NUM_NEIGHBOURS, len(vocabulary))
+
+    def neighbours(word):
+        table = tf.math.l2_normalize(tf.cast(embedding.embeddings, tf.float32), axis=-1)
+        ids = tf.cast(first_ids(word), tf.int64)  # (batch,)
+        similarities = tf.matmul(tf.gather(table, ids), table, transpose_b=True)
+        vocabulary_ids = tf.range(tf.shape(table)[0], dtype=ids.dtype)
+        excluded = (vocabulary_ids[None, :] < 2) | (vocabulary_ids[None, :] == ids[:, None])
+        similarities = tf.where(excluded, -2.0, similarities)
+        top = tf.math.top_k(similarities, k=count)
+        known = ids >= 2
+        return {
+            "neighbours": tf.where(known[:, None], tf.gather(words, top.indices), ""),
+            "similarities": tf.where(known[:, None], top.values, 0.0),
+        }
+
+    return neighbours, [tf.TensorSpec([None], tf.string, name="word")]
+
+
+def neighbours_contract(vocabulary) -> dict:
+    """The fixed names, dtypes and shapes of the `neighbours` signature."""
+    count = min(NUM_NEIGHBOURS, len(vocabulary))
+    return {
+        "inputs": {"word": ["string", [None]]},
+        "outputs": {
+            "neighbours": ["string", [None, count]],
+            "similarities": ["float32", [None, count]],
+        },
+    }
+
+
+def neighbours_example(neighbours, words) -> dict:
+    """An export check of the `neighbours` signature: `words` and what it answers here."""
+    import tensorflow as tf
+
+    found = neighbours(tf.constant(words))
+    return {
+        "signature": "neighbours",
+        "inputs": {"word": [w.encode() for w in words]},
+        "outputs": {k: plain(v) for k, v in found.items()},
+    }
+
+
+def plain(tensor):
+    """A tensor as JSON-ready lists (strings decoded)."""
+    value = tensor.numpy()
+    if value.dtype == object:
+        return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(value).tolist()
+    return value.tolist()

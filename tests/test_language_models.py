@@ -305,6 +305,8 @@ for path in sys.argv[1:]:
         "again": [t.decode() for t in again],
         "bits": scores["bits_per_char"].numpy().tolist(),
         "log_probability": scores["log_probability"].numpy().tolist(),
+        "neighbours": [n.decode() for n in model["neighbours"](word=tf.constant(["a"]))[
+            "neighbours"].numpy()[0]] if "neighbours" in model else None,
     }
 out["kerasnotes"] = "kerasnotes" in sys.modules
 print(json.dumps(out))
@@ -316,6 +318,8 @@ print(json.dumps(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert not out.pop("kerasnotes")
+    assert out[trained_ngram.export_dir]["neighbours"] is None  # No embedding.
+    assert len(out[trained_char_rnn.export_dir]["neighbours"]) == 10
     for path, got in out.items():
         assert all(len(t) == 60 for t in got["default"]), path  # The run's max_length.
         assert all(len(t) == 30 for t in got["greedy"]) and got["greedy"] == got["again"]

@@ -58,7 +58,15 @@ from kerasnotes.data import corpus as corpus_data
 from kerasnotes.decoding import decode
 from kerasnotes.errors import ConfigError, DataError, UsageError
 from kerasnotes.language_models import BitsPerToken
-from kerasnotes.text import TOKEN_LEVELS, join_tokens, split_tokens
+from kerasnotes.text import (
+    TOKEN_LEVELS,
+    find_embedding,
+    join_tokens,
+    neighbours_contract,
+    neighbours_example,
+    neighbours_signature,
+    split_tokens,
+)
 
 SEPARATOR = "\n"  # Joins documents; the context before every text.
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -435,7 +443,7 @@ class LanguageModelling:
             return {"text": generate(prompt, max_length, temperature, top_k, top_p, seed)}
 
         scalar = tf.TensorSpec
-        return {
+        signatures = {
             "serving_default": (serving_default, [scalar([None], tf.string, name="prompt")]),
             "generate": (
                 generate_signature,
@@ -450,10 +458,22 @@ class LanguageModelling:
             ),
             "score": (score, [scalar([None], tf.string, name="text")]),
         }
+        embedding = find_embedding(model)
+        if embedding is not None:
+
+            def first_ids(word):  # The word's first token (0 for an empty word).
+                ids = tf.ragged.map_flat_values(model.lookup, split_tokens(word, level))
+                return ids.to_tensor(0, shape=[None, 1])[:, 0]
+
+            level = config["token_level"]
+            signatures["neighbours"] = neighbours_signature(
+                embedding, info["vocabulary"], first_ids
+            )
+        return signatures
 
     def signature_contract(self, info: dict, config) -> dict:
         text = {"text": ["string", [None]]}
-        return {
+        contract = {
             "serving_default": {"inputs": {"prompt": ["string", [None]]}, "outputs": text},
             "generate": {
                 "inputs": {
@@ -474,6 +494,8 @@ class LanguageModelling:
                 },
             },
         }
+        contract["neighbours"] = neighbours_contract(info["vocabulary"])
+        return contract
 
     def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Prompts, texts and the answers the export must give, from the Keras model."""
@@ -485,10 +507,8 @@ class LanguageModelling:
         sampled = tf.function(generate)(tf.constant(prompts), *options)
         greedy = tf.function(generate)(tf.constant(prompts), 16, 0.0, 0, 1.0, 0)
         scores = tf.function(score)(tf.constant(texts))
-        as_inputs = dict(
-            zip(("max_length", "temperature", "top_k", "top_p", "seed"), options, strict=True)
-        )
-        return [
+        as_inputs = dict(zip(SAMPLING, options, strict=True))
+        result = [
             {
                 "signature": "generate",
                 "inputs": {"prompt": [p.encode() for p in prompts], **as_inputs},
@@ -512,6 +532,11 @@ class LanguageModelling:
                 "outputs": {k: v.numpy().tolist() for k, v in scores.items()},
             },
         ]
+        signatures = self.signatures(model, info, config)
+        if "neighbours" in signatures:
+            words = [*info["vocabulary"][2:5], "\u2603 no such token", ""]
+            result.append(neighbours_example(signatures["neighbours"][0], words))
+        return result
 
     def _sampling(self, manifest: dict, options: dict) -> dict:
         """The sampling settings: `options` over the run's."""

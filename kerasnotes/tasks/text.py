@@ -35,9 +35,16 @@ import tensorflow as tf
 
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import ConfigError, DataError, UsageError
-from kerasnotes.text import EXAMPLE_VOCABULARY, find_embedding, make_tokenizer
+from kerasnotes.text import (
+    EXAMPLE_VOCABULARY,
+    find_embedding,
+    make_tokenizer,
+    neighbours_contract,
+    neighbours_example,
+    neighbours_signature,
+    plain,
+)
 
-NUM_NEIGHBOURS = 10
 NUM_SAMPLES = 3
 # Batches hold texts whose lengths (in tokens) fall between the same two boundaries.
 BUCKET_BOUNDARIES = (6, 9, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320,
@@ -312,34 +319,18 @@ class TextTask:
         }
         embedding = find_embedding(model)
         if embedding is not None:
-            vocabulary = tf.constant(info["vocabulary"])
 
-            def neighbours(word):
-                table = tf.math.l2_normalize(tf.cast(embedding.embeddings, tf.float32), axis=-1)
-                ids = tokenizer(word)  # (batch, time): the word's first token counts.
-                padding = tf.zeros([tf.shape(ids)[0], 1], ids.dtype)  # An empty word: 0.
-                ids = tf.concat([ids, padding], axis=1)[:, 0]
-                similarities = tf.matmul(tf.gather(table, ids), table, transpose_b=True)
-                # Never padding, the unknown token or the word itself.
-                vocabulary_ids = tf.range(tf.shape(table)[0], dtype=ids.dtype)
-                excluded = (vocabulary_ids[None, :] < 2) | (
-                    vocabulary_ids[None, :] == ids[:, None]
-                )
-                similarities = tf.where(excluded, -2.0, similarities)
-                top = tf.math.top_k(similarities, k=num_neighbours(info))
-                known = ids >= 2
-                return {
-                    "neighbours": tf.where(known[:, None], tf.gather(vocabulary, top.indices), ""),
-                    "similarities": tf.where(known[:, None], top.values, 0.0),
-                }
+            def first_ids(word):  # The word's first token (0 for an empty word).
+                ids = tokenizer(word)  # (batch, time)
+                padding = tf.zeros([tf.shape(ids)[0], 1], ids.dtype)
+                return tf.concat([ids, padding], axis=1)[:, 0]
 
-            signatures["neighbours"] = (
-                neighbours,
-                [tf.TensorSpec([None], tf.string, name="word")],
+            signatures["neighbours"] = neighbours_signature(
+                embedding, info["vocabulary"], first_ids
             )
         return signatures
 
-    def signature_contract(self, info: dict, config, with_neighbours: bool = True) -> dict:
+    def signature_contract(self, info: dict, config) -> dict:
         """The fixed names, dtypes and shapes every export is checked against."""
         classes = len(info["class_names"])
         if self.kind == "classification":
@@ -358,14 +349,7 @@ class TextTask:
                 "outputs": outputs,
             },
         }
-        if with_neighbours:
-            contract["neighbours"] = {
-                "inputs": {"word": ["string", [None]]},
-                "outputs": {
-                    "neighbours": ["string", [None, num_neighbours(info)]],
-                    "similarities": ["float32", [None, num_neighbours(info)]],
-                },
-            }
+        contract["neighbours"] = neighbours_contract(info["vocabulary"])
         return contract
 
     def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
@@ -375,7 +359,7 @@ class TextTask:
             texts[-1] = texts[-1] + b" " + texts[0]
         signatures = self.signatures(model, info, config)
         expected = signatures["serving_default"][0](tf.constant(texts))
-        expected = {k: _plain(v) for k, v in expected.items()}
+        expected = {k: plain(v) for k, v in expected.items()}
         ids = model.get_layer("tokenizer")(tf.constant(texts))
         if config.get("time_major", False):
             ids = tf.transpose(ids)
@@ -390,14 +374,7 @@ class TextTask:
         ]
         if "neighbours" in signatures:
             words = [*info["vocabulary"][2:5], "no-such-word-here", ""]
-            found = signatures["neighbours"][0](tf.constant(words))
-            result.append(
-                {
-                    "signature": "neighbours",
-                    "inputs": {"word": [w.encode() for w in words]},
-                    "outputs": {k: _plain(v) for k, v in found.items()},
-                }
-            )
+            result.append(neighbours_example(signatures["neighbours"][0], words))
         return result
 
     def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
@@ -408,20 +385,6 @@ class TextTask:
             )
         out = signatures["serving_default"](text=tf.constant(inputs))
         return [self._result(text, out, i) for i, text in enumerate(inputs)]
-
-
-def num_neighbours(info: dict) -> int:
-    """How many neighbours the `neighbours` signature returns: 10, or fewer for a
-    vocabulary too small to have them."""
-    return min(NUM_NEIGHBOURS, len(info["vocabulary"]))
-
-
-def _plain(tensor):
-    """A tensor as JSON-ready lists (strings decoded)."""
-    value = tensor.numpy()
-    if value.dtype == object:
-        return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(value).tolist()
-    return value.tolist()
 
 
 def write_projector(vectors: np.ndarray, vocabulary, log_dir: str) -> list[str]:
