@@ -151,8 +151,13 @@ class TruncatedBPTT(keras.Model):
 
     The final states of one batch start the next (without gradients flowing back into
     the batch before); `reset_state` zeroes them (the language-modelling task's
-    callback does at every epoch and before validation). The batch size is fixed by
-    the first batch: every batch holds the same streams.
+    callback does at every epoch and before validation). The batch size is fixed when
+    it is built: every batch holds the same streams.
+
+    Why not Keras's `stateful=True` layers: they fix the batch size of the network
+    itself and write their state in every call, so the same network could not score or
+    sample at other batch sizes (and a changed batch size broadcasts silently,
+    keras#21183). Here the carry lives in this wrapper; the network stays stateless.
     """
 
     def __init__(self, network, **kwargs):
