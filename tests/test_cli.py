@@ -51,14 +51,17 @@ def test_every_command_has_help_with_an_example(command):
 def test_models_and_datasets():
     proc = run_cli("models")
     assert proc.returncode == 0
-    lines = proc.stdout.splitlines()
-    assert lines[0].split()[:2] == ["captioner", "captioning"]
-    assert lines[1].split()[:2] == ["cnn", "image_classification"]
+    listed = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
+    assert list(listed) == sorted(listed)
+    assert listed["captioner"] == "captioning" and listed["cnn"] == "image_classification"
+    assert listed["char-rnn"] == listed["ngram"] == "language_modelling"
     proc = run_cli("datasets")
     assert proc.returncode == 0 and "shapes" in proc.stdout and "mnist" in proc.stdout
     assert "shapes_captions" in proc.stdout and "coco_captions" in proc.stdout
     assert "text_classification (models: rnn):" in proc.stdout
     assert "sequence_tagging (models: rnn-tagger):" in proc.stdout and "conll2003" in proc.stdout
+    assert "language_modelling (models: char-rnn, ngram, transformer-lm):" in proc.stdout
+    assert "python_docs" in proc.stdout and "tiny_shakespeare" in proc.stdout
 
 
 PLUGIN_TASK = textwrap.dedent(
