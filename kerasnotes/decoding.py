@@ -159,7 +159,7 @@ def decode(
         sampling = sample & (temperature > 0)
         tokens = tf.where(is_forced | finished | ~sampling, greedy, sampled)
         chosen = tf.gather(log_probs, tokens, batch_dims=1)
-        return tokens, tf.range(rows), scores + chosen
+        return tokens, None, scores + chosen
 
     def body(t, tokens, state, scores, finished, generated, window, history, trace):
         logits, state, step_trace = step(tokens, state)
@@ -169,17 +169,17 @@ def decode(
         following = tf.gather(prompt, tf.minimum(t + 1, tf.shape(prompt)[1] - 1), axis=1)
         forced = tf.where(reading, following, -1)
         tokens, origin, scores = choose(t, logits, scores, finished, forced)
-        state = tf.nest.map_structure(lambda s: tf.gather(s, origin), state)
-        finished, generated, window = (
-            tf.gather(finished, origin),
-            tf.gather(generated, origin),
-            tf.gather(window, origin),
-        )
-        history = tf.concat([tf.gather(history, origin), tokens[:, None]], axis=1)
+
+        def reorder(s):  # Beam search follows each chosen beam's origin.
+            return tf.gather(s, origin) if beam > 1 else s
+
+        state = tf.nest.map_structure(reorder, state)
+        finished, generated, window = reorder(finished), reorder(generated), reorder(window)
+        history = tf.concat([reorder(history), tokens[:, None]], axis=1)
         if step_trace is not None:
-            step_trace = tf.gather(step_trace, origin)[:, None]
-            trace = step_trace if trace is None else tf.concat([tf.gather(trace, origin), step_trace], 1)
-        generating = ~finished & ~tf.gather(reading, origin)
+            step_trace = reorder(step_trace)[:, None]
+            trace = step_trace if trace is None else tf.concat([reorder(trace), step_trace], 1)
+        generating = ~finished & ~reorder(reading)
         generated += tf.cast(generating, tf.int32)
         window = tf.where(
             generating[:, None], tf.concat([window[:, 1:], tokens[:, None]], axis=1), window
