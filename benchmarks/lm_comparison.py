@@ -74,7 +74,9 @@ def main():
                 f"{', '.join(f'{r.train_seconds:.0f}' for r in results)} |"
             )
 
-        print(f"\nchar-rnn, stateful truncated BPTT vs independent windows ({args.seconds:.0f} s):")
+        print(
+            f"\nchar-rnn, stateful truncated BPTT vs independent windows ({args.seconds:.0f} s):"
+        )
         print("| training | bits per char | epochs |")
         print("| --- | --- | --- |")
         windows = run("char-rnn", [*limit, "stateful=false", f"seed={args.seeds[0]}"], root)[0]

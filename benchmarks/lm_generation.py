@@ -118,7 +118,9 @@ def main():
                 top_p=tf.constant(1.0),
                 seed=tf.constant(0, tf.int64),
             )
-            export = timed(lambda g=generate: g(prompt=tf.constant(prompts), **options), args.repeats)
+            export = timed(
+                lambda g=generate, o=options: g(prompt=tf.constant(prompts), **o), args.repeats
+            )
             context = getattr(model, "context_length", None)
             rerun = timed(
                 lambda m=model, c=context: rerun_generate(m, prompt_ids, args.new_tokens, c),
@@ -127,7 +129,9 @@ def main():
             rows.append((name, "export (in-graph loop)", export, 1.0))
             rows.append((name, "rerun the model per token (keras-io)", rerun, rerun / export))
             if name == "transformer-lm":
-                no_cache = timed(no_cache_generate(model, prompt_ids, args.new_tokens), args.repeats)
+                no_cache = timed(
+                    no_cache_generate(model, prompt_ids, args.new_tokens), args.repeats
+                )
                 rows.append((name, "in-graph loop without the cache", no_cache, no_cache / export))
     print(f"{args.new_tokens} new tokens, batch {args.batch_size}, median of {args.repeats}")
     print("| model | method | seconds per batch | / export |")

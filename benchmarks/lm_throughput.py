@@ -104,7 +104,9 @@ def main():
     print("| model | kerasnotes | plain Keras | ratio | rounds (ratio) |")
     print("| --- | --- | --- | --- | --- |")
     for name, (ours, plain) in contenders.items():
-        print(f"parameters: {name} kerasnotes {ours.count_params():,}, plain {plain.count_params():,}")
+        print(
+            f"parameters: {name} kerasnotes {ours.count_params():,}, plain {plain.count_params():,}"
+        )
         ours_rates, plain_rates = [], []
         for _ in range(args.rounds):
             ours_rates.append(tokens_per_second(ours, batches, args.steps))
