@@ -230,6 +230,8 @@ def decode(
     result = {"tokens": tokens, "lengths": lengths, "scores": scores}
     if traced:
         trace = tf.gather(tf.gather(trace, chosen), positions, batch_dims=1)
-        mask = tf.reshape(valid, tf.concat([tf.shape(valid), tf.ones_like(tf.shape(trace)[2:])], 0))
+        mask = tf.reshape(
+            valid, tf.concat([tf.shape(valid), tf.ones_like(tf.shape(trace)[2:])], 0)
+        )
         result["trace"] = tf.where(mask, trace, tf.zeros_like(trace))
     return result

@@ -189,7 +189,10 @@ def predict(
                 f"--stream applies to language models; {export_dir!r} is a {task.name} export."
             )
         return [
-            {"input": prompt, "stream": task.stream_export(signatures, manifest, prompt, **options)}
+            {
+                "input": prompt,
+                "stream": task.stream_export(signatures, manifest, prompt, **options),
+            }
             for prompt in inputs
         ]
     return task.predict_export(signatures, manifest, inputs, **options)

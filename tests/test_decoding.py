@@ -38,7 +38,10 @@ def test_greedy_follows_the_most_likely_token_after_each_prompt_of_its_own_lengt
             expected.append(token)
         assert out["tokens"][row].tolist() == expected
         assert out["lengths"][row] == 4
-        want = sum(log_probs()[a, b] for a, b in zip([prompt[length - 1], *expected], expected))
+        want = sum(
+            log_probs()[a, b]
+            for a, b in zip([prompt[length - 1], *expected], expected, strict=False)
+        )
         np.testing.assert_allclose(out["scores"][row], want, rtol=1e-5)
     # The trace is kept for generated tokens: the token each was predicted from.
     assert out["trace"].shape == (2, 4, 1)
@@ -86,7 +89,7 @@ def test_beam_search_finds_sequences_at_least_as_likely_as_greedy():
     assert np.all(beam["scores"] >= greedy["scores"] - 1e-5)
     for row, tokens in enumerate(beam["tokens"]):
         path = [row, *tokens.tolist()]
-        want = sum(log_probs()[a, b] for a, b in zip(path, path[1:]))
+        want = sum(log_probs()[a, b] for a, b in zip(path, path[1:], strict=False))
         np.testing.assert_allclose(beam["scores"][row], want, rtol=1e-5)
     with pytest.raises(ValueError, match="Beam search does not sample"):
         run(prompts, max_new_tokens=2, beam_width=2, sample=True)

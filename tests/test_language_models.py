@@ -154,7 +154,9 @@ def test_ngram_perplexity_equals_nltk(order, smoothing):
         def unigram_score(self, word):
             continuation, total = self._continuation_counts(word)
             seen = len(self.counts[1])
-            return (max(continuation - self.discount, 0) + self.discount * seen / len(self.vocab)) / total
+            return (
+                max(continuation - self.discount, 0) + self.discount * seen / len(self.vocab)
+            ) / total
 
     if smoothing == "add_k":
         reference = Lidstone(0.5, order)

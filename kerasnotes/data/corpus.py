@@ -268,5 +268,3 @@ def _from_path(path: str) -> Corpus:
         "test": documents([text[cut_test:]]),
     }
     return _corpus(parts, source, path)
-
-

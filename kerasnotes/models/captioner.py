@@ -296,7 +296,9 @@ class Captioner(keras.Model):
             stop=[END_ID],
             # Never padding, unknown or start tokens.
             banned=(0, 1, START_ID),
-            length_penalty=float(self.length_penalty if length_penalty is None else length_penalty),
+            length_penalty=float(
+                self.length_penalty if length_penalty is None else length_penalty
+            ),
         )
         return {
             "token_ids": out["tokens"],

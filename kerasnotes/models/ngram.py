@@ -170,7 +170,9 @@ class NGramLM(LanguageModel):
             discounts = [self.discount] * order
         else:
             discounts = [
-                ney_discount(stats[[index[key] for key in level], COUNT if k == order else CONTINUATION])
+                ney_discount(
+                    stats[[index[key] for key in level], COUNT if k == order else CONTINUATION]
+                )
                 for k, level in enumerate(counts, start=1)
             ]
         self.table.set_vocabulary(keys or ["\0"])

@@ -250,8 +250,7 @@ class TransformerLM(LanguageModel):
         check_positive_ints("sequence_length", [sequence_length])
         if width % num_heads:
             raise ValueError(
-                f"Invalid num_heads {num_heads!r}: width {width} must divide into that many "
-                "heads."
+                f"Invalid num_heads {num_heads!r}: width {width} must divide into that many heads."
             )
         if positions not in POSITIONS:
             raise ValueError(
@@ -267,7 +266,9 @@ class TransformerLM(LanguageModel):
         self.positions = positions
         self.sequence_length = sequence_length
         self.context_length = sequence_length
-        self.token_embedding = layers.Embedding(len(self.vocabulary), width, name="token_embedding")
+        self.token_embedding = layers.Embedding(
+            len(self.vocabulary), width, name="token_embedding"
+        )
         if positions == "learned":
             self.position_embedding = layers.Embedding(
                 sequence_length, width, name="position_embedding"
@@ -334,7 +335,8 @@ class TransformerLM(LanguageModel):
             count = 1 + (scored - window + stride - 1) // stride
             padded_length = window + (count - 1) * stride + 1
             padded = tf.pad(token_ids, [[0, 0], [0, padded_length - tf.shape(token_ids)[1]]])
-            frames = tf.signal.frame(padded, window + 1, stride, axis=1)  # (batch, count, window + 1)
+            # (batch, count, window + 1)
+            frames = tf.signal.frame(padded, window + 1, stride, axis=1)
             batch = tf.shape(frames)[0]
             flat = tf.reshape(frames, [-1, window + 1])
             log_likelihood = super(TransformerLM, self).log_likelihood(flat)
@@ -349,7 +351,12 @@ class TransformerLM(LanguageModel):
     def initial_decoding_state(self, batch_size):
         """Empty caches: per block `(keys, values)` `(batch, sequence_length, heads,
         key_dim)`, the tokens read `(batch, sequence_length)`, and how many `(batch,)`."""
-        head_shape = [batch_size, self.sequence_length, self.num_heads, self.width // self.num_heads]
+        head_shape = [
+            batch_size,
+            self.sequence_length,
+            self.num_heads,
+            self.width // self.num_heads,
+        ]
         caches = [(tf.zeros(head_shape), tf.zeros(head_shape)) for _ in self.blocks]
         tokens = tf.zeros([batch_size, self.sequence_length], tf.int64)
         return caches, tokens, tf.zeros([batch_size], tf.int32)

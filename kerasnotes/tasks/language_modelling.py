@@ -43,11 +43,9 @@ Export contract:
 from __future__ import annotations
 
 import bz2
-import collections
 import gzip
 import lzma
 import math
-import os
 import sys
 
 import keras
@@ -193,9 +191,7 @@ class LanguageModelling:
             vocabulary=list(vocabulary)[2:], mask_token="", oov_token="[UNK]"
         )
         tokens = split_tokens(tf.constant(texts), token_level)
-        ids = tf.RaggedTensor.from_row_lengths(
-            lookup(tokens.flat_values), tokens.row_lengths()
-        )
+        ids = tf.RaggedTensor.from_row_lengths(lookup(tokens.flat_values), tokens.row_lengths())
         return [row.numpy().astype(np.int64) for row in ids]
 
     def example_info(self, config=None) -> dict:
@@ -361,9 +357,7 @@ class LanguageModelling:
             progress.add(len(batch))
         if not characters:
             raise DataError("The test split is empty: nothing to measure the model on.")
-        ids = np.concatenate(
-            self.token_ids(documents, info["vocabulary"], config["token_level"])
-        )
+        ids = np.concatenate(self.token_ids(documents, info["vocabulary"], config["token_level"]))
         bits = -total / math.log(2) / characters
         metrics = {
             "bits_per_char": bits,
@@ -546,7 +540,10 @@ class LanguageModelling:
                 f"{', '.join(sorted(unknown))} does not apply to language model exports."
             )
         training = manifest["training"]
-        return {key: options[key] if options.get(key) is not None else training[key] for key in SAMPLING}
+        return {
+            key: options[key] if options.get(key) is not None else training[key]
+            for key in SAMPLING
+        }
 
     def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
         """Continue each prompt with an export; one result dict per prompt, whose
