@@ -469,3 +469,18 @@ def test_bad_input_stops_training_with_one_line(tmp_path, args, message):
     proc = run_cli("train", "char-rnn", *[a.format(bad=bad) for a in args], cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_an_ngram_model_answers_for_its_lower_orders():
+    vocabulary = ["", "[UNK]", *sorted(set(TEXT))]
+    ids = _ids(TEXT, vocabulary)
+    high = NGramLM(vocabulary, order=5, discount=0.6)
+    high.adapt(ids)
+    for order in (2, 3, 4):
+        low = NGramLM(vocabulary, order=order, discount=0.6)
+        low.adapt(ids)
+        sample = ids[None, :200]
+        np.testing.assert_allclose(
+            high.log_likelihood(sample, order).numpy(), low.log_likelihood(sample).numpy(),
+            rtol=1e-12,
+        )  # fmt: skip

@@ -191,10 +191,16 @@ class NGramLM(LanguageModel):
 
     # Probabilities ----------------------------------------------------------------------
 
-    def probabilities(self, context, targets):
+    def probabilities(self, context, targets, order=None):
         """P(target | context): `context` `(rows, order - 1)` ids (-1 where the stream
-        had not started), `targets` `(rows, m)` ids; float64 `(rows, m)`."""
+        had not started), `targets` `(rows, m)` ids; float64 `(rows, m)`.
+
+        `order` (at most the model's) gives what the model of that order would, from
+        the same counts (every statistic of a shorter n-gram is the same in both; the
+        discounts are this model's).
+        """
         self._check_adapted()
+        order = order or self.order
         stats = tf.constant(self.statistics)
         discounts = tf.constant(self.discounts)
         root = tf.cast(tf.constant(self.root), tf.float64)
@@ -221,7 +227,7 @@ class NGramLM(LanguageModel):
                 tf.maximum(unigrams[..., CONTINUATION] - d, 0.0) + d * root[DISTINCT] / size
             ) / root[CONTINUATION_TOTAL]
         prefix = tf.fill(tf.shape(context)[:1], "")
-        for length in range(1, self.order):
+        for length in range(1, order):
             position = self.context_length - length
             prefix = strings(context[:, position]) + prefix  # The last `length` tokens.
             available = context[:, position] >= 0
@@ -232,7 +238,7 @@ class NGramLM(LanguageModel):
                 higher = (g[..., COUNT] + self.k) / (c[:, None, TOTAL] + self.k * size)
             else:
                 known = available & (c[:, TOTAL] > 0)
-                highest = length + 1 == self.order
+                highest = length + 1 == order
                 numerator = g[..., COUNT] if highest else g[..., CONTINUATION]
                 denominator = c[:, TOTAL] if highest else c[:, CONTINUATION_TOTAL]
                 known &= denominator > 0
@@ -255,13 +261,13 @@ class NGramLM(LanguageModel):
         padded = padded[:, 1:] if inclusive else padded[:, :-1]
         return tf.signal.frame(padded, self.context_length, 1, axis=1)
 
-    def log_likelihood(self, token_ids):
+    def log_likelihood(self, token_ids, order=None):
         """Natural log-probability of tokens 1.. of each row given the tokens before
-        them: `(batch, time - 1)`."""
+        them: `(batch, time - 1)` (as the model of `order` would, see `probabilities`)."""
         context = self.contexts(token_ids)[:, 1:]  # (batch, time - 1, order - 1)
         shape = tf.shape(context)[:2]
         flat = tf.reshape(context, [-1, self.context_length])
-        p = self.probabilities(flat, tf.reshape(token_ids[:, 1:], [-1, 1]))
+        p = self.probabilities(flat, tf.reshape(token_ids[:, 1:], [-1, 1]), order)
         return tf.reshape(tf.math.log(p), shape)
 
     def next_log_probs(self, context):

@@ -603,23 +603,24 @@ def ngram_baseline(data, info: dict, config) -> dict:
 
     vocabulary = info["vocabulary"]
     level = config["token_level"]
-    counts = count_ngrams(data.ids["train"], max(BASELINE_ORDERS))
+    # One model of the highest order answers for every lower order from its counts.
+    model = NGramLM(vocabulary, order=max(BASELINE_ORDERS), discount=0.75)
+    model.set_counts(count_ngrams(data.ids["train"], model.order))
     separator = LanguageModelling.token_ids([SEPARATOR], vocabulary, level)[0]
 
-    def bits(model, split):
+    def bits(split, order):
         documents = [d.decode("utf-8") for d in getattr(data, split).as_numpy_iterator()]
         rows = LanguageModelling.token_ids(documents, vocabulary, level)
         total = 0.0
         for row in rows:
             ids = np.concatenate([separator[:1], row])[None]
-            total += float(np.sum(model.log_likelihood(ids)))
+            total += float(np.sum(model.log_likelihood(ids, order)))
         return -total / math.log(2) / max(1, sum(len(d) for d in documents))
 
-    by_order = {}
-    for order in BASELINE_ORDERS:
-        model = NGramLM(vocabulary, order=order, discount=0.75)
-        model.set_counts(counts[:order])
-        by_order[order] = (round(bits(model, "validation"), 4), round(bits(model, "test"), 4))
+    by_order = {
+        order: (round(bits("validation", order), 4), round(bits("test", order), 4))
+        for order in BASELINE_ORDERS
+    }
     best = min(by_order, key=lambda order: by_order[order][0])
     return {
         "order": best,
