@@ -43,6 +43,7 @@ Export contract:
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import math
@@ -187,9 +188,7 @@ class LanguageModelling:
     @staticmethod
     def token_ids(texts, vocabulary, token_level: str) -> list[np.ndarray]:
         """Each text's token ids (unknown tokens: 1), as NumPy arrays."""
-        lookup = keras.layers.StringLookup(
-            vocabulary=list(vocabulary)[2:], mask_token="", oov_token="[UNK]"
-        )
+        lookup = _lookup(tuple(vocabulary))
         tokens = split_tokens(tf.constant(texts), token_level)
         ids = tf.RaggedTensor.from_row_lengths(lookup(tokens.flat_values), tokens.row_lengths())
         return [row.numpy().astype(np.int64) for row in ids]
@@ -321,11 +320,12 @@ class LanguageModelling:
         return generate, score
 
     def model_predictor(self, model, info: dict, config):
-        """What `evaluate` measures for a Keras model: its `generate` and `score`."""
+        """What `evaluate` measures for a Keras model: its `generate` and `score`,
+        traced as the export traces them (without AutoGraph)."""
         generate, score = self.functions(model, info, config)
         return {
-            "generate": tf.function(generate, reduce_retracing=True),
-            "score": tf.function(score, reduce_retracing=True),
+            "generate": tf.function(generate, reduce_retracing=True, autograph=False),
+            "score": tf.function(score, reduce_retracing=True, autograph=False),
         }
 
     def export_predictor(self, signatures):
@@ -579,6 +579,14 @@ class LanguageModelling:
             remaining -= wanted
 
 
+@functools.lru_cache(maxsize=4)
+def _lookup(vocabulary: tuple) -> keras.layers.StringLookup:
+    """A `StringLookup` to the ids of `vocabulary` (padding and `[UNK]` first)."""
+    return keras.layers.StringLookup(
+        vocabulary=list(vocabulary)[2:], mask_token="", oov_token="[UNK]"
+    )
+
+
 def _after(prompt: str, text: str, token_level: str) -> str:
     """`text` as it follows `prompt`: word-level tokens need a space between."""
     if token_level == "word" and text and prompt and not prompt[-1].isspace() and text[0] != "\n":
@@ -606,21 +614,28 @@ def ngram_baseline(data, info: dict, config) -> dict:
     # One model of the highest order answers for every lower order from its counts.
     model = NGramLM(vocabulary, order=max(BASELINE_ORDERS), discount=0.75)
     model.set_counts(count_ngrams(data.ids["train"], model.order))
-    separator = LanguageModelling.token_ids([SEPARATOR], vocabulary, level)[0]
+    separator = LanguageModelling.token_ids([SEPARATOR], vocabulary, level)[0][:1]
 
-    def bits(split, order):
+    def bits(split):
+        """Each order's bits per character on `split`, every document from its start."""
         documents = [d.decode("utf-8") for d in getattr(data, split).as_numpy_iterator()]
-        rows = LanguageModelling.token_ids(documents, vocabulary, level)
-        total = 0.0
-        for row in rows:
-            ids = np.concatenate([separator[:1], row])[None]
-            total += float(np.sum(model.log_likelihood(ids, order)))
-        return -total / math.log(2) / max(1, sum(len(d) for d in documents))
+        rows = [
+            np.concatenate([separator, row])
+            for row in LanguageModelling.token_ids(documents, vocabulary, level)
+        ]
+        # Every token's context within its document, and the token: one call per order.
+        context = np.concatenate([model.contexts(row[None])[0, 1:] for row in rows])
+        targets = np.concatenate([row[1:] for row in rows])[:, None]
+        characters = max(1, sum(len(d) for d in documents))
+        return {
+            order: -float(np.sum(np.log(model.probabilities(context, targets, order))))
+            / math.log(2)
+            / characters
+            for order in BASELINE_ORDERS
+        }
 
-    by_order = {
-        order: (round(bits("validation", order), 4), round(bits("test", order), 4))
-        for order in BASELINE_ORDERS
-    }
+    validation, test = bits("validation"), bits("test")
+    by_order = {order: (round(validation[order], 4), round(test[order], 4)) for order in test}
     best = min(by_order, key=lambda order: by_order[order][0])
     return {
         "order": best,
