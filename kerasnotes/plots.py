@@ -178,3 +178,26 @@ def confusion(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def clip_strips(clips: list[np.ndarray], titles: list[str], path: str) -> str:
+    """One row of frames per clip, titled (a clip's predicted and true label).
+
+    Args:
+        clips: uint8 `(frames, height, width, 3)` each.
+        titles: one per clip.
+    """
+    num_frames = max(len(clip) for clip in clips)
+    fig, axes = plt.subplots(
+        len(clips), num_frames, figsize=(1.2 * num_frames, 1.45 * len(clips)), squeeze=False
+    )
+    for row, clip, title in zip(axes, clips, titles, strict=True):
+        for ax in row:
+            ax.axis("off")
+        for ax, frame in zip(row, clip, strict=False):
+            ax.imshow(frame)
+        row[0].set_title(title, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

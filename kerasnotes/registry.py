@@ -33,6 +33,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.ngram",
     "kerasnotes.models.char_rnn",
     "kerasnotes.models.transformer_lm",
+    "kerasnotes.models.video",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

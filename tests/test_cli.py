@@ -182,6 +182,8 @@ def bad_folders(tmp_path_factory):
             ["Invalid token_level 'character' for tagging"],
         ),
         (["train", "rnn", "--dataset", "{csv}"], ["bad.csv' line 3: it has 1 columns"]),
+        (["train", "video", "--set", "head=transformer"], ["Invalid head 'transformer'"]),
+        (["train", "video", "--dataset", "{empty}"], ["holds no clips"]),
         (["neighbours", "no/such/run", "good"], ["does not exist"]),
         (["trian"], ["Did you mean 'train'"]),
         (["evaluate", "no/such/run"], ["does not exist"]),
@@ -193,8 +195,12 @@ def bad_folders(tmp_path_factory):
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(
-    args, fragments, bad_folders, tmp_path, shapes_small
+    args, fragments, bad_folders, tmp_path, shapes_small, capfd, monkeypatch
 ):
+    """In this process, through the console script's `main` (its stderr filter and
+    error handling included); the tests below run the installed command itself."""
+    from cli.main import main
+
     (tmp_path / "file").write_text("not a directory")
     args = [
         a.format(
@@ -208,8 +214,11 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
     if args[0] == "train" and "--run-dir" not in args:
         args += ["--run-dir", str(tmp_path / "run")]
     # No network: a download (of backbone weights) fails at once.
-    proc = run_cli(*args, env={"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""})
-    assert_one_line_error(proc, *fragments)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    code = main(args)
+    _, stderr = capfd.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess(args, code, "", stderr), *fragments)
     assert not (tmp_path / "run").exists()  # bad input leaves no run behind
 
 

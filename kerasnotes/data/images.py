@@ -50,12 +50,26 @@ def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.cast(resize(image, size), tf.uint8)
 
 
-def model_image_shape(image_shape, data_format: str) -> tuple[int, int, int]:
-    """`(height, width, channels)` in the order a model with `data_format` takes."""
-    height, width, channels = image_shape
+def model_image_shape(image_shape, data_format: str) -> tuple[int, ...]:
+    """An image's `(height, width, channels)` (or a clip's `(time, height, width,
+    channels)`) in the order a model with `data_format` takes."""
+    *leading, height, width, channels = image_shape
     if data_format == "channels_first":
-        return (channels, height, width)
-    return (height, width, channels)
+        return (*leading, channels, height, width)
+    return (*leading, height, width, channels)
+
+
+def to_data_format(images, data_format: str):
+    """A batch of channels_last images or clips (`(..., height, width, channels)`,
+    NumPy or tensor) in `data_format` order: channels before the rows and columns for
+    channels_first."""
+    if data_format != "channels_first":
+        return images
+    rank = len(images.shape)
+    order = [*range(rank - 3), rank - 1, rank - 3, rank - 2]
+    return (
+        images.transpose(order) if isinstance(images, np.ndarray) else tf.transpose(images, order)
+    )
 
 
 def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.Tensor:
@@ -75,9 +89,7 @@ def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.T
         image_bytes,
         fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
     )
-    if data_format == "channels_first":
-        images = tf.transpose(images, [0, 3, 1, 2])
-    return images
+    return to_data_format(images, data_format)
 
 
 def read_bytes(path: str, what: str) -> bytes:
@@ -301,38 +313,62 @@ def image_path(root: str, file_name: str) -> str:
     return os.path.join(root, file_name)
 
 
-def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_in: str):
-    """Decode and resize image files into memory, with a progress bar.
+def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, listed_in: str):
+    """Read data files into memory with `read(file)`, with a progress bar.
 
-    Returns `(images, skipped)`: a uint8 array per readable file, in order, or `None`
-    for a file skipped as missing or corrupt (only with `skip_bad_records`; otherwise
-    the first such file is a `DataError` naming it and `listed_in`, where it came from).
+    `read` raises `OSError` for a file it cannot open and `ValueError` for one it
+    cannot decode. Returns `(items, skipped)`: what `read` gave for each file, in order,
+    or `None` for a file skipped as missing or corrupt (only with `skip_bad_records`;
+    otherwise the first such file is a `DataError` naming it, its `unit` and
+    `listed_in`, where it came from).
     """
     from keras.utils import Progbar
 
-    images, skipped = [], []
-    progress = Progbar(len(files), unit_name="image", verbose=1 if sys.stderr.isatty() else 0)
+    items, skipped = [], []
+    progress = Progbar(len(files), unit_name=unit, verbose=1 if sys.stderr.isatty() else 0)
     for i, file in enumerate(files):
         try:
-            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-            images.append(resize_uint8(image, size).numpy())
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            items.append(read(file))
+        except (OSError, ValueError) as e:
             if not skip_bad_records:
-                reason = "missing" if isinstance(e, tf.errors.NotFoundError) else "corrupt"
+                reason = "missing or unreadable" if isinstance(e, OSError) else "corrupt"
                 raise DataError(
-                    f"Image {file!r} of {listed_in} is {reason} or unreadable. Fix or "
-                    "remove it, or set skip_bad_records=true to skip such images (they "
+                    f"{unit.capitalize()} {file!r} of {listed_in} is {reason}. Fix or "
+                    f"remove it, or set skip_bad_records=true to skip such {unit}s (they "
                     "are counted)."
                 ) from None
-            images.append(None)
+            items.append(None)
             skipped.append(file)
         progress.update(i + 1)
     if skipped:
         print(
-            f"Skipped {len(skipped)} unreadable image(s) of {listed_in}, e.g. {skipped[0]!r}.",
+            f"Skipped {len(skipped)} unreadable {unit}(s) of {listed_in}, e.g. {skipped[0]!r}.",
             file=sys.stderr,
         )
-    return images, skipped
+    return items, skipped
+
+
+def read_image(file: str, size) -> np.ndarray:
+    """An image file decoded (three channels) and resized to `size`, uint8; `OSError`
+    if it cannot be read, `ValueError` if it cannot be decoded."""
+    try:
+        image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+    except tf.errors.NotFoundError as e:
+        raise OSError(e.message) from None
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(e.message) from None
+    return resize_uint8(image, size).numpy()
+
+
+def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_in: str):
+    """`read_files` for images: each decoded and resized to `size`, uint8."""
+    return read_files(
+        files,
+        lambda file: read_image(file, size),
+        unit="image",
+        skip_bad_records=skip_bad_records,
+        listed_in=listed_in,
+    )
 
 
 def held_out_split(count: int, what: str, unit: str = "images") -> dict[str, np.ndarray]:
@@ -350,8 +386,13 @@ def held_out_split(count: int, what: str, unit: str = "images") -> dict[str, np.
     }
 
 
-def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassificationData:
-    """Read `path/<class>/<image>` into memory, checking every image once."""
+def read_class_folder(
+    path: str, extensions, read, *, unit: str, skip_bad_records: bool
+) -> tuple[list[str], dict[str, tf.data.Dataset], dict[str, int]]:
+    """`path/<class>/<file>` for files ending in `extensions`, each read into memory by
+    `read(file)` (see `read_files`; unreadable ones named, or skipped and counted),
+    split 80/10/10: `(class names, {split: (example, label) dataset}, {split: count})`."""
+    what = f"{unit.capitalize()} folder {path!r}"
     classes = sorted(
         d
         for d in os.listdir(path)
@@ -361,38 +402,48 @@ def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassification
         (os.path.join(path, c, f), label)
         for label, c in enumerate(classes)
         for f in sorted(os.listdir(os.path.join(path, c)))
-        if f.lower().endswith(IMAGE_EXTENSIONS)
+        if f.lower().endswith(extensions)
     ]
     if not files:
         raise DataError(
-            f"Image folder {path!r} holds no images: expected one sub-folder per class "
-            f"with {', '.join(IMAGE_EXTENSIONS)} files."
+            f"{what} holds no {unit}s: expected one sub-folder per class with "
+            f"{', '.join(extensions)} files."
         )
     if len(classes) < 2:
         raise DataError(
-            f"Image folder {path!r} has {len(classes)} class sub-folder; a classifier "
-            "needs at least 2."
+            f"{what} has {len(classes)} class sub-folder; a classifier needs at least 2."
         )
-    images, skipped = read_image_files(
+    examples, _ = read_files(
         [file for file, _ in files],
-        size,
+        read,
+        unit=unit,
         skip_bad_records=skip_bad_records,
-        listed_in=f"image folder {path!r}",
+        listed_in=what[0].lower() + what[1:],
     )
-    labels = [label for (_, label), image in zip(files, images, strict=True) if image is not None]
-    images = [image for image in images if image is not None]
-    parts = held_out_split(len(images), f"Image folder {path!r}")
-    images_array, labels_array = np.stack(images), np.array(labels, np.int64)
+    labels = [label for (_, label), x in zip(files, examples, strict=True) if x is not None]
+    examples = np.stack([x for x in examples if x is not None])
+    parts = held_out_split(len(labels), what, unit=f"{unit}s")
+    labels = np.array(labels, np.int64)
+    splits = {
+        name: tf.data.Dataset.from_tensor_slices((examples[indices], labels[indices]))
+        for name, indices in parts.items()
+    }
+    return classes, splits, {name: len(indices) for name, indices in parts.items()}
 
-    def part(indices):
-        return tf.data.Dataset.from_tensor_slices((images_array[indices], labels_array[indices]))
 
+def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassificationData:
+    """Read `path/<class>/<image>` into memory, checking every image once."""
+    classes, splits, counts = read_class_folder(
+        path,
+        IMAGE_EXTENSIONS,
+        lambda file: read_image(file, size),
+        unit="image",
+        skip_bad_records=skip_bad_records,
+    )
     return ImageClassificationData(
-        train=part(parts["train"]),
-        validation=part(parts["validation"]),
-        test=part(parts["test"]),
+        **splits,
         class_names=classes,
         image_shape=(size[0], size[1], 3),
-        num_examples={k: len(v) for k, v in parts.items()},
+        num_examples=counts,
         source=f"folder:{os.path.abspath(path)}",
     )

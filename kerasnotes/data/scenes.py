@@ -84,9 +84,15 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def render(rng: np.random.Generator, objects: list[SceneObject], size: int) -> np.ndarray:
-    """Draw `objects` in order over a fresh background; returns uint8 (size, size, 3)."""
-    image = background(rng, size)
+def render(
+    rng: np.random.Generator,
+    objects: list[SceneObject],
+    size: int,
+    image: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draw `objects` in order over `image` (float, `(size, size, 3)`; default a fresh
+    `background`); returns uint8 `(size, size, 3)`."""
+    image = background(rng, size) if image is None else image.copy()
     for obj in objects:
         mask = shape_mask(obj.shape, size, obj.center_x, obj.center_y, obj.radius)
         colour = np.array(COLOURS[obj.colour], np.float32) + rng.normal(0, 10, 3)

@@ -23,6 +23,7 @@ _BUILTIN_TASKS = {
     "language_modelling": "kerasnotes.tasks.language_modelling",
     "sequence_tagging": "kerasnotes.tasks.text:TAGGING",
     "text_classification": "kerasnotes.tasks.text:CLASSIFICATION",
+    "video_classification": "kerasnotes.tasks.video_classification",
     "vqa": "kerasnotes.tasks.vqa",
 }
 _REGISTERED: dict[str, Any] = {}

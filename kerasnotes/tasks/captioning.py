@@ -40,6 +40,7 @@ from kerasnotes.data.images import (
     example_image_shape,
     model_image_shape,
     serve_image_file,
+    to_data_format,
 )
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.images import ImageTask
@@ -181,9 +182,7 @@ class Captioning(ImageTask):
         ds = ds.batch(config["batch_size"], drop_remainder=full)
 
         def to_model(images, ids):
-            images = tf.cast(images, tf.float32)
-            if data_format == "channels_first":
-                images = tf.transpose(images, [0, 3, 1, 2])
+            images = to_data_format(tf.cast(images, tf.float32), data_format)
             targets = ids[:, 1:]
             weights = tf.cast(targets != 0, tf.float32)
             return {"images": images, "token_ids": ids[:, :-1]}, targets, weights
@@ -193,9 +192,7 @@ class Captioning(ImageTask):
     def test_images(self, data, config):
         """Batches of (images in model order, [reference captions per image])."""
         for images, captions in data.test.padded_batch(config["batch_size"]).as_numpy_iterator():
-            images = images.astype(np.float32)
-            if config["data_format"] == "channels_first":
-                images = images.transpose(0, 3, 1, 2)
+            images = to_data_format(images.astype(np.float32), config["data_format"])
             yield images, [[c.decode("utf-8") for c in row if c] for row in captions]
 
     # Training and evaluation -------------------------------------------------------
@@ -340,9 +337,7 @@ class Captioning(ImageTask):
     def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Inputs and the captions the export must give, computed by the Keras model."""
         images = np.stack([image for image, _ in examples.take(count).as_numpy_iterator()])
-        model_input = images.astype(np.float32)
-        if config["data_format"] == "channels_first":
-            model_input = model_input.transpose(0, 3, 1, 2)
+        model_input = to_data_format(images.astype(np.float32), config["data_format"])
         beam = [c.decode() for c in model.caption(tf.constant(model_input)).numpy()]
         greedy = [c.decode() for c in model.caption(tf.constant(model_input), 1).numpy()]
         png = [tf.io.encode_png(image).numpy() for image in images]

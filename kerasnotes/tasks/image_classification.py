@@ -21,15 +21,31 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import images as image_data
-from kerasnotes.errors import UsageError
+from kerasnotes.errors import DataError, UsageError
+from kerasnotes.tasks.classification import classification_metrics
 from kerasnotes.tasks.images import ImageTask
 
 
 class ImageClassification(ImageTask):
+    """Classifies images; a subclass classifies other examples with channels (clips) by
+    naming them: the `data_info` key of one example's channels_last shape, the bytes
+    input of `serving_default` and its `decode` / `encode`, the tensor signature."""
+
     name = "image_classification"
     derived_keys = ("input_shape", "num_classes")
     settings: dict = {}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
+    shape_key = "image_shape"
+    bytes_input = "image_bytes"
+    tensor_signature, tensor_input = "serving_images", "images"
+
+    def decode(self, encoded: tf.Tensor, info: dict, data_format: str) -> tf.Tensor:
+        """Encoded examples (string `(batch,)`) to float model inputs, in the graph."""
+        return image_data.decode_images(encoded, info["image_shape"], data_format)
+
+    def encode(self, example: np.ndarray) -> bytes:
+        """One uint8 example as `serving_default` takes it."""
+        return tf.io.encode_png(example).numpy()
 
     def datasets_help(self) -> list[str]:
         return [
@@ -61,7 +77,7 @@ class ImageClassification(ImageTask):
     def data_info(self, data) -> dict:
         return {
             "class_names": list(data.class_names),
-            "image_shape": list(data.image_shape),
+            self.shape_key: list(getattr(data, self.shape_key)),
             "num_examples": data.num_examples,
             "source": data.source,
         }
@@ -69,7 +85,7 @@ class ImageClassification(ImageTask):
     def builder_arguments(self, info: dict, config) -> dict:
         return {
             "input_shape": image_data.model_image_shape(
-                info["image_shape"], config["data_format"]
+                info[self.shape_key], config["data_format"]
             ),
             "num_classes": len(info["class_names"]),
         }
@@ -88,10 +104,7 @@ class ImageClassification(ImageTask):
             )
 
         def to_model(images, labels):
-            images = tf.cast(images, tf.float32)
-            if data_format == "channels_first":
-                images = tf.transpose(images, [0, 3, 1, 2])
-            return images, labels
+            return image_data.to_data_format(tf.cast(images, tf.float32), data_format), labels
 
         ds = ds.batch(config["batch_size"]).map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -110,11 +123,12 @@ class ImageClassification(ImageTask):
         return lambda images: model(images, training=False)
 
     def export_predictor(self, signatures):
-        """What `evaluate` measures for a loaded export: its `serving_images` scores."""
-        return lambda images: signatures["serving_images"](images=images)["scores"]
+        """What `evaluate` measures for a loaded export: its tensor signature's scores."""
+        serve = signatures[self.tensor_signature]
+        return lambda examples: serve(**{self.tensor_input: examples})["scores"]
 
     def evaluate(self, predict_scores, data, info: dict, config) -> dict:
-        """Held-out accuracy, loss and per-class accuracy.
+        """Held-out accuracy, macro F1, loss and per-class accuracy.
 
         `predict_scores` maps a batch of images (model order) to class probabilities:
         `model_predictor` for a run, `export_predictor` for an export, so both are
@@ -124,19 +138,11 @@ class ImageClassification(ImageTask):
         for images, batch_labels in self.batches(data.test, config, training=False):
             scores.append(np.asarray(predict_scores(images)))
             labels.append(batch_labels.numpy())
-        labels, scores = np.concatenate(labels), np.concatenate(scores)
-        predictions = scores.argmax(-1)
-        loss = keras.losses.sparse_categorical_crossentropy(labels, scores)
-        per_class = {
-            name: float(np.mean(predictions[labels == i] == i)) if np.any(labels == i) else None
-            for i, name in enumerate(info["class_names"])
-        }
-        return {
-            "accuracy": float(np.mean(predictions == labels)),
-            "loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
-            "num_examples": int(len(labels)),
-            "per_class_accuracy": per_class,
-        }
+        if not labels:
+            raise DataError("The test split is empty: nothing to evaluate the classifier on.")
+        return classification_metrics(
+            np.concatenate(labels), np.concatenate(scores), info["class_names"]
+        )
 
     def plots(self, model, data, info: dict, config, run_dir: str) -> list[str]:
         """Filters of the first convolution and its feature maps for a test image."""
@@ -163,94 +169,96 @@ class ImageClassification(ImageTask):
     # Test harness -------------------------------------------------------------------
 
     def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
-        """`(x, y, sample_weight)` for one training step; images channels_last."""
-        images = rng.uniform(0, 255, size=(batch_size, *info["image_shape"])).astype("float32")
+        """`(x, y, sample_weight)` for one training step; examples channels_last."""
+        shape = (batch_size, *info[self.shape_key])
+        examples = rng.uniform(0, 255, size=shape).astype("float32")
         labels = rng.integers(0, len(info["class_names"]), size=batch_size)
-        return images, labels, None
+        return examples, labels, None
 
     def example_output_shape(self, info: dict, batch_size: int) -> tuple:
         return (batch_size, len(info["class_names"]))
 
     def served_and_predicted(self, model, served, x, config) -> tuple:
         """What the export's tensor signature answers, and what the model says here."""
-        images = self.model_input(x, config)
-        scores = served.signatures["serving_images"](images=tf.constant(images))["scores"]
-        return scores.numpy(), keras.ops.convert_to_numpy(model(images, training=False))
+        examples = self.model_input(x, config)
+        serve = served.signatures[self.tensor_signature]
+        scores = serve(**{self.tensor_input: tf.constant(examples)})["scores"]
+        return scores.numpy(), keras.ops.convert_to_numpy(model(examples, training=False))
 
     # Export -------------------------------------------------------------------------
 
     def signatures(self, model, info: dict, config) -> dict:
-        """Serving functions and their input specs, keyed by signature name."""
+        """Serving functions and their input specs, keyed by signature name:
+        `serving_default` on encoded bytes, the tensor signature on decoded examples."""
         data_format = config["data_format"]
         class_names = tf.constant(info["class_names"])
 
-        def outputs(images):
-            scores = tf.cast(model(images, training=False), tf.float32)
+        def outputs(examples):
+            scores = tf.cast(model(examples, training=False), tf.float32)
             return {"label": tf.gather(class_names, tf.argmax(scores, axis=-1)), "scores": scores}
 
-        def serving_default(image_bytes):
-            return outputs(image_data.decode_images(image_bytes, info["image_shape"], data_format))
+        def serving_default(encoded):
+            return outputs(self.decode(encoded, info, data_format))
 
-        def serving_images(images):
-            return outputs(images)
-
-        images_shape = [None, *image_data.model_image_shape(info["image_shape"], data_format)]
+        shape = [None, *image_data.model_image_shape(info[self.shape_key], data_format)]
         return {
             "serving_default": (
                 serving_default,
-                [tf.TensorSpec([None], tf.string, name="image_bytes")],
+                [tf.TensorSpec([None], tf.string, name=self.bytes_input)],
             ),
-            "serving_images": (
-                serving_images,
-                [tf.TensorSpec(images_shape, tf.float32, name="images")],
+            self.tensor_signature: (
+                outputs,
+                [tf.TensorSpec(shape, tf.float32, name=self.tensor_input)],
             ),
         }
 
     def signature_contract(self, info: dict, config) -> dict:
         """The fixed names, dtypes and shapes every export is checked against."""
         num_classes = len(info["class_names"])
-        images_shape = [
+        shape = [
             None,
-            *image_data.model_image_shape(info["image_shape"], config["data_format"]),
+            *image_data.model_image_shape(info[self.shape_key], config["data_format"]),
         ]
         outputs = {"label": ["string", [None]], "scores": ["float32", [None, num_classes]]}
         return {
-            "serving_default": {"inputs": {"image_bytes": ["string", [None]]}, "outputs": outputs},
-            "serving_images": {
-                "inputs": {"images": ["float32", images_shape]},
+            "serving_default": {
+                "inputs": {self.bytes_input: ["string", [None]]},
+                "outputs": outputs,
+            },
+            self.tensor_signature: {
+                "inputs": {self.tensor_input: ["float32", shape]},
                 "outputs": outputs,
             },
         }
 
     def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
-        """Inputs and the answers the export must give, computed by the Keras model."""
-        images = np.stack([image.numpy() for image, _ in examples.take(count)])
-        model_input = images.astype(np.float32)
-        if config["data_format"] == "channels_first":
-            model_input = model_input.transpose(0, 3, 1, 2)
+        """Encoded examples and their decoded tensors, and the answers the export must
+        give, computed by the Keras model on what the encoded bytes hold."""
+        encoded = [self.encode(example.numpy()) for example, _ in examples.take(count)]
+        model_input = self.decode(tf.constant(encoded), info, config["data_format"]).numpy()
         scores = keras.ops.convert_to_numpy(model(model_input, training=False))
         labels = [info["class_names"][i] for i in scores.argmax(-1)]
         expected = {"label": labels, "scores": scores.tolist()}
-        png = [tf.io.encode_png(image).numpy() for image in images]
         return [
-            {"signature": "serving_default", "inputs": {"image_bytes": png}, "outputs": expected},
             {
-                "signature": "serving_images",
-                "inputs": {"images": model_input.tolist()},
+                "signature": "serving_default",
+                "inputs": {self.bytes_input: encoded},
+                "outputs": expected,
+            },
+            {
+                "signature": self.tensor_signature,
+                "inputs": {self.tensor_input: model_input.tolist()},
                 "outputs": expected,
             },
         ]
 
     def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
-        """Label image files with an export; one result dict per file."""
-        if options:
-            raise UsageError(
-                f"{', '.join(sorted(options))} does not apply to image classification exports."
-            )
+        """Label files with an export; one result dict per file."""
+        self._no_options(options)
         serve = signatures["serving_default"]
         results = []
         for path in inputs:
-            out = image_data.serve_image_file(serve, path)
+            out = self.serve_file(serve, path, manifest)
             scores = out["scores"].numpy()[0]
             results.append(
                 {
@@ -260,6 +268,18 @@ class ImageClassification(ImageTask):
                 }
             )
         return results
+
+    def serve_file(self, serve, path: str, manifest: dict) -> dict:
+        """What `serve` (an export's `serving_default`) answers for one input file,
+        or a `DataError` naming a bad file."""
+        return image_data.serve_image_file(serve, path)
+
+    def _no_options(self, options: dict) -> None:
+        if options:
+            raise UsageError(
+                f"{', '.join(sorted(options))} does not apply to "
+                f"{self.name.replace('_', ' ')} exports."
+            )
 
 
 TASK = ImageClassification()

@@ -15,10 +15,10 @@ class ImageTask:
 
     @staticmethod
     def images_in(images: np.ndarray, config) -> np.ndarray:
-        """Channels-last images in the model's ordering."""
-        if config.get("data_format") == "channels_first":
-            return images.transpose(0, 3, 1, 2)
-        return images
+        """Channels-last images (or clips) in the model's ordering."""
+        from kerasnotes.data.images import to_data_format
+
+        return to_data_format(images, config.get("data_format"))
 
     def model_input(self, x, config):
         """The example input `x` (images channels_last) in the model's ordering."""

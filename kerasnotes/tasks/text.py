@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import ConfigError, DataError, UsageError
+from kerasnotes.tasks.classification import classification_metrics
 from kerasnotes.text import (
     EXAMPLE_VOCABULARY,
     find_embedding,
@@ -428,8 +429,6 @@ class TextClassification(TextTask):
 
     def evaluate(self, predict, data, info: dict, config) -> dict:
         """Held-out accuracy, macro F1, loss, per-class accuracy and a few samples."""
-        from sklearn.metrics import f1_score
-
         names = info["class_names"]
         labels, scores, samples = [], [], []
         progress = keras.utils.Progbar(
@@ -455,26 +454,8 @@ class TextClassification(TextTask):
             progress.add(len(texts))
         if not labels:
             raise DataError("The test split is empty: nothing to evaluate the classifier on.")
-        labels, scores = np.concatenate(labels), np.concatenate(scores)
-        predictions = scores.argmax(-1)
-        loss = keras.losses.sparse_categorical_crossentropy(labels, scores)
-        return {
-            "accuracy": float(np.mean(predictions == labels)),
-            "macro_f1": float(
-                f1_score(
-                    labels, predictions, average="macro", labels=range(len(names)), zero_division=0
-                )
-            ),
-            "loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
-            "num_examples": int(len(labels)),
-            "per_class_accuracy": {
-                name: float(np.mean(predictions[labels == i] == i))
-                if np.any(labels == i)
-                else None
-                for i, name in enumerate(names)
-            },
-            "samples": samples,
-        }
+        metrics = classification_metrics(np.concatenate(labels), np.concatenate(scores), names)
+        return {**metrics, "samples": samples}
 
     def _result(self, text, out, i) -> dict:
         scores = out["scores"].numpy()[i]

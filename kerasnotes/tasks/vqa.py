@@ -39,6 +39,7 @@ from kerasnotes.data.images import (
     example_image_shape,
     model_image_shape,
     serve_image_file,
+    to_data_format,
 )
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.captioning import PUNCTUATION, word_vocabulary, words
@@ -263,9 +264,7 @@ class Vqa(ImageTask):
                 x = {**x, "image_index": image_index}
                 if "scene" in x:
                     x["scene"] = tf.nest.map_structure(lambda t: tf.gather(t, first), x["scene"])
-            images = tf.cast(pixels, tf.float32)
-            if data_format == "channels_first":
-                images = tf.transpose(images, [0, 3, 1, 2])
+            images = to_data_format(tf.cast(pixels, tf.float32), data_format)
             targets = scores / tf.reduce_sum(scores, axis=-1, keepdims=True)
             return {**x, "images": images}, targets
 
@@ -283,9 +282,7 @@ class Vqa(ImageTask):
         """Batches of (images in model order, questions, [answers per question], types)."""
         batches = data.test.padded_batch(config["batch_size"]).as_numpy_iterator()
         for images, questions, answers, kinds, *_ in batches:
-            images = images.astype(np.float32)
-            if config["data_format"] == "channels_first":
-                images = images.transpose(0, 3, 1, 2)
+            images = to_data_format(images.astype(np.float32), config["data_format"])
             yield (
                 images,
                 [q.decode("utf-8") for q in questions],
@@ -462,9 +459,7 @@ class Vqa(ImageTask):
         rows = list(examples.take(count).as_numpy_iterator())
         images = np.stack([row[0] for row in rows] + [rows[0][0]] * 2)
         questions = [row[1].decode("utf-8") for row in rows] + ["", "zzzz qqqq?"]
-        model_input = images.astype(np.float32)
-        if config["data_format"] == "channels_first":
-            model_input = model_input.transpose(0, 3, 1, 2)
+        model_input = to_data_format(images.astype(np.float32), config["data_format"])
         out = model.answer(tf.constant(model_input), tf.constant(questions))
         expected = {
             "answer": [a.decode("utf-8") for a in out["answer"].numpy()],
