@@ -33,16 +33,56 @@ QUICK = [
 ]
 
 
-def run_cli(*args, cwd=None, env=None, timeout=600):
-    """Run the installed `kerasnotes` command in a fresh process."""
-    return subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "kerasnotes"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
+def run_cli(*args, cwd=None, env=None, timeout=600, fresh_process=False):
+    """Run `kerasnotes ARGS` and capture what it writes to file descriptors 1 and 2.
+
+    In this process through the console script's `main` (its native-log filter and
+    error handling included), which spares each call TensorFlow's start-up; with
+    `fresh_process` (for what is read at start-up: plugins, `TFDS_DATA_DIR`,
+    `PYTHONPATH`, or a process to kill) the installed command in a new process.
+    """
+    if fresh_process:
+        return subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "kerasnotes"), *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+        )
+    from cli.main import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_streams = sys.stdout, sys.stderr
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved_fds = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+        try:
+            os.environ.update(env or {})
+            if cwd is not None:
+                os.chdir(cwd)
+            code = main([str(a) for a in args])
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    return subprocess.CompletedProcess(list(args), code, stdout, stderr)
 
 
 def train_quietly(model: str, overrides: list[str], root):

@@ -93,11 +93,11 @@ PLUGIN_TASK = textwrap.dedent(
 
 def test_a_plugin_brings_its_own_task(tmp_path):
     (tmp_path / "grey.py").write_text(PLUGIN_TASK)
-    proc = run_cli("--plugin", "grey", "datasets", cwd=tmp_path)
+    proc = run_cli("--plugin", "grey", "datasets", cwd=tmp_path, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     assert "greyscale_classification (models: grey-mlp):" in proc.stdout
     assert "greyscale folders (a plugin's own task)" in proc.stdout
-    proc = run_cli("--plugin", "grey", "models", "grey*", cwd=tmp_path)
+    proc = run_cli("--plugin", "grey", "models", "grey*", cwd=tmp_path, fresh_process=True)
     assert proc.stdout.split()[:2] == ["grey-mlp", "greyscale_classification"]
 
 
@@ -195,12 +195,8 @@ def bad_folders(tmp_path_factory):
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(
-    args, fragments, bad_folders, tmp_path, shapes_small, capfd, monkeypatch
+    args, fragments, bad_folders, tmp_path, shapes_small
 ):
-    """In this process, through the console script's `main` (its stderr filter and
-    error handling included); the tests below run the installed command itself."""
-    from cli.main import main
-
     (tmp_path / "file").write_text("not a directory")
     args = [
         a.format(
@@ -214,11 +210,8 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
     if args[0] == "train" and "--run-dir" not in args:
         args += ["--run-dir", str(tmp_path / "run")]
     # No network: a download (of backbone weights) fails at once.
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "")
-    code = main(args)
-    _, stderr = capfd.readouterr()
-    assert_one_line_error(subprocess.CompletedProcess(args, code, "", stderr), *fragments)
+    proc = run_cli(*args, env={"HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""})
+    assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "run").exists()  # bad input leaves no run behind
 
 
@@ -231,7 +224,13 @@ def test_bad_input_gets_one_clear_line_and_exit_2(
 )
 def test_invalid_values_fail_before_any_data_is_prepared(args, fragment, tmp_path):
     data_dir = tmp_path / "tensorflow_datasets"
-    proc = run_cli(*args, "--run-dir", str(tmp_path / "run"), env={"TFDS_DATA_DIR": str(data_dir)})
+    proc = run_cli(
+        *args,
+        "--run-dir",
+        str(tmp_path / "run"),
+        env={"TFDS_DATA_DIR": str(data_dir)},
+        fresh_process=True,
+    )
     assert_one_line_error(proc, fragment)
     assert proc.stdout == ""
     assert not data_dir.exists()  # Nothing was generated or downloaded.
@@ -245,7 +244,14 @@ def test_a_download_without_network_fails_at_once_with_one_line(model, dataset, 
     env = {"TFDS_DATA_DIR": str(tmp_path / "tfds"), "NO_PROXY": ""}
     env |= {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
     proc = run_cli(
-        "train", model, "--dataset", dataset, "--run-dir", str(tmp_path / "run"), env=env
+        "train",
+        model,
+        "--dataset",
+        dataset,
+        "--run-dir",
+        str(tmp_path / "run"),
+        env=env,
+        fresh_process=True,
     )
     assert_one_line_error(proc, f"Dataset {dataset!r} is not prepared", "cannot reach 127.0.0.1:9")
     assert proc.stdout == ""  # No progress bars either.
@@ -266,11 +272,13 @@ NOISY_PLUGIN = textwrap.dedent(
 
 def test_native_log_lines_are_filtered_unless_debug(tmp_path):
     (tmp_path / "noisy.py").write_text(NOISY_PLUGIN)
-    proc = run_cli("--plugin", "noisy", "models", "c*", cwd=tmp_path)
+    proc = run_cli("--plugin", "noisy", "models", "c*", cwd=tmp_path, fresh_process=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "a real message\n"
     assert proc.stdout.startswith("captioner")
-    proc = run_cli("--debug", "--plugin", "noisy", "models", "c*", cwd=tmp_path)
+    proc = run_cli(
+        "--debug", "--plugin", "noisy", "models", "c*", cwd=tmp_path, fresh_process=True
+    )
     assert "oneDNN noise" in proc.stderr and "state 201" in proc.stderr
 
 
@@ -308,7 +316,9 @@ def test_predict_evaluate_and_export_commands(trained, tmp_path):
     assert_one_line_error(
         run_cli("predict", result.export_dir, str(tmp_path / "cut.jpg")), "cut.jpg"
     )
-    proc = run_cli("--debug", "predict", result.export_dir, str(tmp_path / "cut.jpg"))
+    proc = run_cli(
+        "--debug", "predict", result.export_dir, str(tmp_path / "cut.jpg"), fresh_process=True
+    )
     assert "JPEG" in proc.stderr.split("Traceback")[0]  # What the filter takes out.
 
     proc = run_cli("evaluate", result.export_dir, "--json")
@@ -342,7 +352,7 @@ PLUGIN = textwrap.dedent(
 
 def test_plugin_module_trains_from_the_cli(tmp_path):
     (tmp_path / "my_models.py").write_text(PLUGIN)
-    proc = run_cli("--plugin", "my_models", "models", cwd=tmp_path)
+    proc = run_cli("--plugin", "my_models", "models", cwd=tmp_path, fresh_process=True)
     assert proc.returncode == 0 and "tiny-mlp" in proc.stdout and "A small MLP" in proc.stdout
     proc = run_cli(
         "--plugin",
@@ -358,6 +368,7 @@ def test_plugin_module_trains_from_the_cli(tmp_path):
         "--export-dir",
         "exports",
         cwd=tmp_path,
+        fresh_process=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "exports" / "tiny-mlp" / "1" / "saved_model.pb").exists()
@@ -370,7 +381,7 @@ def test_entry_point_plugin_is_listed(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-models\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[kerasnotes.models]\nep = ep_models\n")
-    proc = run_cli("models", env={"PYTHONPATH": str(tmp_path)})
+    proc = run_cli("models", env={"PYTHONPATH": str(tmp_path)}, fresh_process=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ep-mlp" in proc.stdout
 

@@ -212,7 +212,7 @@ def test_export_says_what_it_cleaned_and_needs_no_dataset(trained, tmp_path, mon
     (root / "cnn" / ".staging-killed" / "export").mkdir(parents=True)
     # The run's dataset is gone: the export is checked on the examples the run kept.
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no-data"))
-    proc = run_cli("export", result.run_dir, "--export-dir", str(root))
+    proc = run_cli("export", result.run_dir, "--export-dir", str(root), fresh_process=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Removed 1 staging directory left by killed exports" in proc.stdout
     assert sorted(os.listdir(root / "cnn")) == ["1"]

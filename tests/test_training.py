@@ -138,6 +138,7 @@ def test_nan_loss_stops_with_exit_1(tmp_path):
         "run",
         "--no-export",
         cwd=tmp_path,
+        fresh_process=True,
     )
     assert proc.returncode == 1, proc.stderr
     assert "Error: The loss became nan at epoch 1, batch 1" in proc.stderr
@@ -185,7 +186,7 @@ def test_resume_after_kill_9_continues_from_the_last_epoch(tmp_path):
     assert 2 <= done < 5, f"killed after {done} epochs"
     assert not (tmp_path / "run" / "model.keras").exists()
 
-    resumed = run_cli(*args, "--resume", cwd=tmp_path)
+    resumed = run_cli(*args, "--resume", cwd=tmp_path, fresh_process=True)
     assert resumed.returncode == 0, resumed.stderr
     trained_epochs = [line for line in resumed.stdout.splitlines() if line.startswith("Epoch ")]
     assert trained_epochs[0].startswith(f"Epoch {done + 1}/5"), trained_epochs
@@ -394,7 +395,7 @@ def test_a_disk_that_fills_during_training_stops_clearly_and_resumes(tmp_path, s
         assert 1 <= epoch < 4
 
         filler.unlink()  # Space again: the run continues from its last backup.
-        resumed = run_cli(*args, "--resume")
+        resumed = run_cli(*args, "--resume", fresh_process=True)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         epochs = [line for line in resumed.stdout.splitlines() if line.startswith("Epoch ")]
         assert epochs[0].startswith(f"Epoch {epoch + 1}/4") and epochs[-1].startswith("Epoch 4/4")
