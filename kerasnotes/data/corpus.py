@@ -28,7 +28,7 @@ import zlib
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasnotes.data.downloads import tfds_builder
+from kerasnotes.data.downloads import tfds_builder, tfds_source
 from kerasnotes.data.images import read_bytes
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
@@ -201,8 +201,7 @@ def _from_builder(builder, name: str) -> Corpus:
         return ds
 
     parts = {part: documents(named[part] or "train", part) for part in SPLITS}
-    config = builder.builder_config
-    source = f"tfds:{builder.name}/{config.name}" if config else f"tfds:{builder.name}"
+    source = tfds_source(builder)
     return _corpus(parts, source, name)
 
 

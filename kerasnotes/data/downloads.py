@@ -90,3 +90,44 @@ def _not_downloadable(name: str, builder, reason: str, local: str) -> DataError:
         "access (tfds build, or any kerasnotes run) and point TFDS_DATA_DIR at it, "
         f"or pass {local}."
     )
+
+
+def tfds_parts(info) -> dict[str, str]:
+    """The tfds split that serves as each of train, validation and test: a dataset
+    without a validation split (`validation`, `dev` or `valid`) gives the last 10% of
+    train, one without a test split its validation split."""
+    splits = set(info.splits)
+    validation = next((s for s in ("validation", "dev", "valid") if s in splits), None)
+    train, validation = ("train", validation) if validation else ("train[:90%]", "train[90%:]")
+    return {
+        "train": train,
+        "validation": validation,
+        "test": "test" if "test" in splits else validation,
+    }
+
+
+def split_sizes(info, parts: dict[str, str]) -> dict[str, int]:
+    """Examples in each part (0 where tfds does not know)."""
+
+    def size(split):
+        try:
+            return int(info.splits[split].num_examples)
+        except (KeyError, ValueError, TypeError):
+            return 0
+
+    return {part: size(split) for part, split in parts.items()}
+
+
+def size_pair(image_size) -> tuple[int, int] | None:
+    """An `image_size` setting (`None`, an int or `[height, width]`) as `(height, width)`."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(image_size)
+
+
+def tfds_source(builder) -> str:
+    """How a run names its tfds data: `tfds:<name>/<config>`."""
+    config = builder.builder_config
+    return f"tfds:{builder.name}/{config.name}" if config else f"tfds:{builder.name}"

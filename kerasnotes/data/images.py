@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import tfds_builder
+from kerasnotes.data.downloads import size_pair, split_sizes, tfds_builder, tfds_parts, tfds_source
 from kerasnotes.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -124,7 +124,7 @@ def known_image_size(dataset: str, image_size, builder_cls, embedded):
     `embedded`, built by `builder_cls`; a `/small` name is its small config); else
     `None`."""
     if image_size is not None:
-        return _size_pair(image_size)
+        return size_pair(image_size)
     if dataset in embedded:
         config = "small" if dataset.endswith("/small") else "default"
         return ({c.name: c.image_size for c in builder_cls.BUILDER_CONFIGS}[config],) * 2
@@ -181,7 +181,7 @@ def load(
             of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
     """
-    size = _size_pair(image_size)
+    size = size_pair(image_size)
     dataset = dataset or "shapes"
     if dataset in EMBEDDED:
         builder_cls, config = _embedded(dataset)
@@ -211,14 +211,6 @@ def load(
     return _from_builder(builder, dataset, size)
 
 
-def _size_pair(image_size):
-    if image_size is None:
-        return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    return tuple(image_size)
-
-
 def _from_builder(builder, name: str, size) -> ImageClassificationData:
     import tensorflow_datasets as tfds
 
@@ -244,12 +236,7 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
     size = size or (height, width)
     channels = channels or 3
 
-    splits = set(info.splits)
-    if "validation" in splits:
-        train_split, validation_split = "train", "validation"
-    else:
-        train_split, validation_split = "train[:90%]", "train[90%:]"
-    test_split = "test" if "test" in splits else validation_split
+    parts = tfds_parts(info)
 
     def read(split):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
@@ -260,32 +247,13 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
             )
         return ds
 
-    num_examples = {
-        part: _count(info, split)
-        for part, split in (
-            ("train", train_split),
-            ("validation", validation_split),
-            ("test", test_split),
-        )
-    }
     return ImageClassificationData(
-        train=read(train_split),
-        validation=read(validation_split),
-        test=read(test_split),
+        **{part: read(split) for part, split in parts.items()},
         class_names=list(features[label_key].names),
         image_shape=(size[0], size[1], channels),
-        num_examples=num_examples,
-        source=f"tfds:{builder.name}/{builder.builder_config.name}"
-        if builder.builder_config
-        else f"tfds:{builder.name}",
+        num_examples=split_sizes(info, parts),
+        source=tfds_source(builder),
     )
-
-
-def _count(info, split: str) -> int:
-    try:
-        return int(info.splits[split].num_examples)
-    except (KeyError, ValueError, TypeError):
-        return 0
 
 
 def read_json(path: str, what: str):

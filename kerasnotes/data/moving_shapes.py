@@ -14,7 +14,8 @@ and vanish; bounce of itself), drawn alike, so a frame in the middle of a clip l
 the same whatever the label: a shape somewhere, of some size, or none (then the clip
 appears or vanishes). Only the order of the frames tells. Frames near the ends tell
 more (a `grow` clip starts small), which is why a single-frame baseline looks at the
-middle one (clips have an odd number of frames, 9, so that one is exactly central). Every split is drawn from its own seed, so held-out clips are new scenes.
+middle one (clips have an odd number of frames, 9, so that one is exactly central).
+Every split is drawn from its own seed, so held-out clips are new scenes.
 """
 
 from __future__ import annotations

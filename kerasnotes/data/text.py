@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import tfds_builder
+from kerasnotes.data.downloads import split_sizes, tfds_builder, tfds_parts, tfds_source
 from kerasnotes.data.images import held_out_split, read_bytes
 from kerasnotes.errors import DataError
 
@@ -162,32 +162,18 @@ def _from_builder(builder, name: str, kind: str, tag_column) -> TextData:
             text = tf.strings.reduce_join(tokens, separator=" ")
             return text, tf.cast(example[tag_key][:count], tf.int32)
 
-    splits = set(info.splits)
-    validation = next((s for s in ("validation", "dev", "valid") if s in splits), None)
-    train, validation = ("train", validation) if validation else ("train[:90%]", "train[90%:]")
-    test = "test" if "test" in splits else validation
+    parts = tfds_parts(info)
 
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
         return ds.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
 
-    parts = {"train": train, "validation": validation, "test": test}
-    config = builder.builder_config
     return TextData(
-        train=read(train),
-        validation=read(validation),
-        test=read(test),
+        **{part: read(split) for part, split in parts.items()},
         class_names=class_names,
-        num_examples={part: _count(info, split) for part, split in parts.items()},
-        source=f"tfds:{builder.name}/{config.name}" if config else f"tfds:{builder.name}",
+        num_examples=split_sizes(info, parts),
+        source=tfds_source(builder),
     )
-
-
-def _count(info, split: str) -> int:
-    try:
-        return int(info.splits[split].num_examples)
-    except (KeyError, ValueError, TypeError):
-        return 0
 
 
 # Local files ---------------------------------------------------------------------------

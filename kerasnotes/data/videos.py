@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import tfds_builder
+from kerasnotes.data.downloads import size_pair, split_sizes, tfds_builder, tfds_parts, tfds_source
 from kerasnotes.data.images import read_class_folder, resize
 from kerasnotes.errors import DataError
 
@@ -123,8 +123,7 @@ def load(
         skip_bad_records: skip (and count) unreadable clips of a folder instead of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
     """
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    size = tuple(size) if size is not None else None
+    size = size_pair(image_size)
     dataset = dataset or EMBEDDED[0]
     if dataset in EMBEDDED:
         from kerasnotes.data.moving_shapes import MovingShapes
@@ -195,12 +194,7 @@ def _from_builder(builder, name: str, size, num_frames) -> VideoData:
     num_frames = num_frames or frames or DEFAULT_FOLDER_FRAMES
     same = num_frames == frames and size == (height, width)
 
-    splits = set(info.splits)
-    if "validation" in splits:
-        parts = {"train": "train", "validation": "validation"}
-    else:
-        parts = {"train": "train[:90%]", "validation": "train[90%:]"}
-    parts["test"] = "test" if "test" in splits else parts["validation"]
+    parts = tfds_parts(info)
 
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)
@@ -215,21 +209,12 @@ def _from_builder(builder, name: str, size, num_frames) -> VideoData:
 
         return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def count(split):
-        try:
-            return int(info.splits[split].num_examples)
-        except (KeyError, ValueError, TypeError):
-            return 0
-
-    config = builder.builder_config
     return VideoData(
-        train=read(parts["train"]),
-        validation=read(parts["validation"]),
-        test=read(parts["test"]),
+        **{part: read(split) for part, split in parts.items()},
         class_names=list(info.features[label_key].names),
         clip_shape=(num_frames, size[0], size[1], 3),
-        num_examples={part: count(split) for part, split in parts.items()},
-        source=f"tfds:{builder.name}/{config.name}" if config else f"tfds:{builder.name}",
+        num_examples=split_sizes(info, parts),
+        source=tfds_source(builder),
     )
 
 
@@ -257,7 +242,7 @@ def expected_clip_shape(dataset: str | None, image_size=None, num_frames=None):
     from kerasnotes.data.moving_shapes import MovingShapes
 
     dataset = dataset or EMBEDDED[0]
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    size = size_pair(image_size)
     if dataset in EMBEDDED:
         name = "small" if dataset.endswith("/small") else "default"
         config = {c.name: c for c in MovingShapes.BUILDER_CONFIGS}[name]

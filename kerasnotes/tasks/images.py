@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerasnotes.data.images import to_data_format
+
 
 class ImageTask:
     layout = ("data_format", ("channels_last", "channels_first"))
@@ -16,8 +18,6 @@ class ImageTask:
     @staticmethod
     def images_in(images: np.ndarray, config) -> np.ndarray:
         """Channels-last images (or clips) in the model's ordering."""
-        from kerasnotes.data.images import to_data_format
-
         return to_data_format(images, config.get("data_format"))
 
     def model_input(self, x, config):
