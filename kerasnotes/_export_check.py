@@ -3,17 +3,26 @@
 Run as a script in a fresh interpreter (never imported by kerasnotes):
 
     python -P _export_check.py EXPORT_DIR CHECK_JSON
+    python -P _export_check.py --serve
 
 CHECK_JSON holds the signature contract (names, dtypes, shapes of inputs and outputs)
 and examples with the answers the Keras model gave. Both `tf.saved_model.load` and the
 session-based loader used by `saved_model_cli` and TensorFlow Serving must load the
 export, expose exactly the contract and give those answers. Prints one line per
 problem and exits 1 if there is any.
+
+With `--serve` the interpreter stays up and checks one export per line of standard
+input (`{"export_dir": ..., "check": CHECK_JSON's content}`), answering each with one
+line of JSON (`{"problems": [...]}`) on standard output, so a process that exports
+several models pays TensorFlow's start-up once. It ends when its input closes.
 """
 
 import base64
+import gc
 import json
+import os
 import sys
+import traceback
 
 import numpy as np
 import tensorflow as tf
@@ -92,13 +101,37 @@ def check(export_dir, spec):
     return problems
 
 
-def main():
-    export_dir, check_json = sys.argv[1], sys.argv[2]
-    with open(check_json) as f:
-        spec = json.load(f)
+def _checked(export_dir, spec):
     problems = check(export_dir, spec)
     if "kerasnotes" in sys.modules:
         problems.append("the check imported kerasnotes; it must use TensorFlow alone")
+    return problems
+
+
+def serve():
+    # Answers go to the original standard output; anything else written to it (by
+    # TensorFlow or Python) goes to standard error instead.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            problems = _checked(request["export_dir"], request["check"])
+        except Exception:
+            problems = [traceback.format_exc(limit=3).strip().splitlines()[-1]]
+        gc.collect()  # Drop the loaded export before the next one.
+        answers.write(json.dumps({"problems": problems}) + "\n")
+        answers.flush()
+
+
+def main():
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
+    export_dir, check_json = sys.argv[1], sys.argv[2]
+    with open(check_json) as f:
+        spec = json.load(f)
+    problems = _checked(export_dir, spec)
     for problem in problems:
         print(problem)
     sys.exit(1 if problems else 0)

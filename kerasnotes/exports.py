@@ -1,7 +1,7 @@
 """SavedModel exports in the TensorFlow Serving layout: `<root>/<name>/<version>/`.
 
 Each version is written into a hidden staging directory beside the versions, checked
-in a fresh process that imports only TensorFlow, and only then renamed to the next
+in a process that imports only TensorFlow, and only then renamed to the next
 free number, so a server never sees a half-written or broken version. The manifest
 (builder, hyperparameters, class names, metrics, versions) is in
 `assets/kerasnotes.json`.
@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 
 from kerasnotes.errors import DataError, TrainingError
@@ -123,22 +124,59 @@ def _encode(value):
     return value
 
 
-def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
-    """Load the export in a fresh TensorFlow-only process and check it answers right."""
-    checker = os.path.join(os.path.dirname(__file__), "_export_check.py")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"contract": contract, "examples": _encode(examples)}, f)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-P", checker, export_dir, f.name],
-            capture_output=True,
+class _Checker:
+    """A TensorFlow-only interpreter that checks exports (`_export_check.py --serve`).
+
+    Started at the first export and kept for the next ones, so a process that exports
+    several models pays TensorFlow's start-up once; each export is still loaded from disk
+    by an interpreter that has never imported Keras or kerasnotes. It ends with this
+    process (its input closes).
+    """
+
+    def __init__(self):
+        self.process = None
+        self.lock = threading.Lock()
+
+    def _start(self):
+        script = os.path.join(os.path.dirname(__file__), "_export_check.py")
+        self.errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", script, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
             text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
-    finally:
-        os.unlink(f.name)
-    if result.returncode != 0:
-        detail = result.stdout.strip() or result.stderr.strip()[-2000:]
+
+    def problems(self, export_dir: str, check: dict) -> list[str]:
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self._start()
+            request = json.dumps({"export_dir": export_dir, "check": check})
+            try:
+                self.process.stdin.write(request + "\n")
+                self.process.stdin.flush()
+                answer = self.process.stdout.readline()
+            except BrokenPipeError:
+                answer = ""
+            if answer:
+                return json.loads(answer)["problems"]
+            # The checker died (a crash while loading the export): its last words.
+            self.process.wait()
+            self.process = None
+            self.errors.seek(0)
+            return [self.errors.read().decode("utf-8", "replace").strip()[-2000:]]
+
+
+_checker = _Checker()
+
+
+def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
+    """Load the export in a TensorFlow-only process and check it answers right."""
+    problems = _checker.problems(export_dir, {"contract": contract, "examples": _encode(examples)})
+    if problems:
+        detail = "\n".join(problems)
         raise TrainingError(f"The export failed its check in a TensorFlow-only process: {detail}")
 
 
