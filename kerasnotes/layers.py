@@ -29,19 +29,23 @@ def check_positive_ints(name: str, values) -> None:
             raise ValueError(f"Invalid {name} {v!r}: must be a positive integer.")
 
 
-def to_channels_last(inputs, data_format: str, name: str = "to_channels_last"):
-    """Move channels to the last axis of an image or clip tensor when needed.
+def to_channels_last(
+    inputs, data_format: str, name: str = "to_channels_last", spatial_rank: int = 2
+):
+    """Move channels to the last axis of an image, clip or waveform tensor when needed.
 
     The user's `data_format` is the model's interface. Computation happens in
     channels_last, the only layout TensorFlow's CPU kernels support for convolution
     gradients and pooling (and the one GPUs prefer with mixed precision), so the
     same weights work on every device and the saved model loads anywhere.
+    `spatial_rank` is 2 for images and clips (height, width), 1 for waveforms (time).
     """
     if check_data_format(data_format) == "channels_last":
         return inputs
     rank = len(inputs.shape)
-    # (batch, [time,] channels, height, width) -> (batch, [time,] height, width, channels)
-    dims = tuple(range(1, rank - 3)) + (rank - 2, rank - 1, rank - 3)
+    channels = rank - 1 - spatial_rank
+    # (batch, [time,] channels, *spatial) -> (batch, [time,] *spatial, channels)
+    dims = (*range(1, channels), *range(channels + 1, rank), channels)
     return layers.Permute(dims, name=name)(inputs)
 
 

@@ -1,0 +1,160 @@
+"""`wavenet`: dilated causal 1D convolutions over a waveform (van den Oord et al., 2016).
+
+The notes call WaveNet "a 1D CNN with the time dimension as input". Its layers:
+
+1. a causal convolution (an output sees its own sample and the ones before, never
+   later ones) lifts the waveform to `residual_channels`;
+2. a stack of layers, each a causal convolution with kernel size 2 whose dilation
+   doubles from layer to layer (1, 2, 4, ... 2^(layers_per_block - 1)), the stack
+   repeated `num_blocks` times: each layer reaches twice as far back as the one
+   before, so the receptive field grows exponentially with depth while the cost grows
+   linearly. Each layer's output is gated, `tanh(filter) * sigmoid(gate)`; a 1x1
+   convolution of it is added back to the layer's input (residual connection) and
+   another one is its skip output;
+3. the skip outputs of every layer are summed, passed through ReLU and 1x1
+   convolutions, and pooled over time into a class (`wavenet` the classifier).
+
+The receptive field, in samples, is `1 + (kernel_size - 1) * (1 + sum of the
+dilations)`; `receptive_field` computes it and the training run prints it.
+`dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
+and width, whose receptive field grows only linearly (the comparison in
+`benchmarks/`).
+
+Input: `waveform`, float samples in [-1, 1], `(batch, samples, channels)` for
+channels_last or `(batch, channels, samples)` for channels_first. Output: `scores`,
+class probabilities `(batch, num_classes)`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kerasnotes.layers import check_positive_ints, to_channels_last
+from kerasnotes.registry import register_model
+
+POOLINGS = ("average", "max")
+
+
+def layer_dilations(num_blocks: int, layers_per_block: int, dilation_growth: int = 2) -> list[int]:
+    """Each layer's dilation: 1, g, g^2, ... within a block, the blocks repeated."""
+    return [dilation_growth**i for _ in range(num_blocks) for i in range(layers_per_block)]
+
+
+def receptive_field(kernel_size: int, dilations) -> int:
+    """Samples an output sees: its own and the ones before it, through the input
+    convolution and every dilated layer."""
+    return 1 + (kernel_size - 1) * (1 + sum(dilations))
+
+
+def dilated_stack(
+    x,
+    *,
+    residual_channels: int,
+    skip_channels: int,
+    dilations,
+    kernel_size: int = 2,
+):
+    """WaveNet's gated, dilated causal layers on `x` `(batch, time, residual_channels)`.
+
+    Returns the sum of every layer's skip output, `(batch, time, skip_channels)`.
+    Layers are named `layer<i>_filter`, `layer<i>_gate`, `layer<i>_residual`,
+    `layer<i>_skip`.
+    """
+    skips = []
+    for i, dilation in enumerate(dilations, start=1):
+        branches = [
+            layers.Conv1D(
+                residual_channels,
+                kernel_size,
+                dilation_rate=dilation,
+                padding="causal",
+                activation=activation,
+                name=f"layer{i}_{role}",
+            )(x)
+            for role, activation in (("filter", "tanh"), ("gate", "sigmoid"))
+        ]
+        gated = layers.Multiply(name=f"layer{i}_gated")(branches)  # tanh(f) * sigmoid(g)
+        skips.append(layers.Conv1D(skip_channels, 1, name=f"layer{i}_skip")(gated))
+        residual = layers.Conv1D(residual_channels, 1, name=f"layer{i}_residual")(gated)
+        x = layers.Add(name=f"layer{i}_out")([x, residual])
+    return layers.Add(name="skips")(skips) if len(skips) > 1 else skips[0]
+
+
+@register_model(
+    "wavenet",
+    task="waveform_classification",
+    training_defaults={"epochs": 10, "batch_size": 32, "learning_rate": 3e-3},
+)
+def wavenet(
+    input_shape=(2048, 1),
+    num_classes=8,
+    data_format="channels_last",
+    num_blocks=1,
+    layers_per_block=10,
+    dilation_growth=2,
+    kernel_size=2,
+    residual_channels=32,
+    skip_channels=64,
+    pooling="average",
+    dropout=0.2,
+    name="wavenet",
+):
+    """WaveNet waveform classifier; see the module docstring.
+
+    Args:
+        input_shape: `(samples, channels)`, or `(channels, samples)` for channels_first.
+        num_classes: number of classes.
+        data_format: `"channels_last"` or `"channels_first"`: the layout of the input.
+        num_blocks: repeats of the dilation stack.
+        layers_per_block: layers per stack; dilations 1 .. growth^(layers - 1).
+        dilation_growth: 2 for WaveNet; 1 for a plain causal CNN (no dilation).
+        kernel_size: every causal convolution's kernel size.
+        residual_channels, skip_channels: widths of the residual and skip paths.
+        pooling: `"average"` or `"max"` over time of the skip outputs.
+        dropout: dropout before the classifier.
+        name: the model's name.
+
+    Example:
+
+    >>> model = wavenet(input_shape=(256, 1), num_classes=3, layers_per_block=4)
+    >>> model.output_shape
+    (None, 3)
+    """
+    check_positive_ints("num_classes", [num_classes])
+    check_positive_ints("num_blocks", [num_blocks])
+    check_positive_ints("layers_per_block", [layers_per_block])
+    check_positive_ints("dilation_growth", [dilation_growth])
+    check_positive_ints("kernel_size", [kernel_size])
+    check_positive_ints("residual_channels", [residual_channels])
+    check_positive_ints("skip_channels", [skip_channels])
+    if pooling not in POOLINGS:
+        raise ValueError(f"Invalid pooling {pooling!r}: expected one of {', '.join(POOLINGS)}.")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"Invalid dropout {dropout!r}: must be in [0, 1).")
+    if len(input_shape) != 2:
+        raise ValueError(
+            f"Invalid input_shape {input_shape!r}: expected 2 dimensions (samples, channels)."
+        )
+
+    inputs = keras.Input(tuple(input_shape), name="waveform")
+    x = to_channels_last(inputs, data_format, spatial_rank=1)  # (batch, samples, channels)
+    x = layers.Conv1D(residual_channels, kernel_size, padding="causal", name="input_conv")(
+        x
+    )  # (batch, samples, residual_channels)
+    dilations = layer_dilations(num_blocks, layers_per_block, dilation_growth)
+    skips = dilated_stack(
+        x,
+        residual_channels=residual_channels,
+        skip_channels=skip_channels,
+        dilations=dilations,
+        kernel_size=kernel_size,
+    )
+    x = layers.Activation("relu", name="skips_relu")(skips)
+    x = layers.Conv1D(skip_channels, 1, activation="relu", name="head_conv")(x)
+    pool = layers.GlobalAveragePooling1D if pooling == "average" else layers.GlobalMaxPooling1D
+    x = pool(name="temporal_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
+    return keras.Model(inputs, outputs, name=name)
