@@ -180,6 +180,37 @@ def confusion(
     return path
 
 
+def waveforms_and_spectrograms(
+    waveforms: list[np.ndarray], titles: list[str], sample_rate: int, path: str
+) -> str:
+    """One row per sound: its waveform and its spectrogram, titled (a sound's predicted
+    and true label).
+
+    Args:
+        waveforms: float `(samples, 1)` (or `(samples,)`) each, in [-1, 1].
+        titles: one per sound.
+        sample_rate: samples per second.
+    """
+    fig, axes = plt.subplots(len(waveforms), 2, figsize=(9, 1.7 * len(waveforms)), squeeze=False)
+    for (wave_ax, spec_ax), waveform, title in zip(axes, waveforms, titles, strict=True):
+        samples = np.ravel(waveform)
+        seconds = np.arange(len(samples)) / sample_rate
+        wave_ax.plot(seconds, samples, linewidth=0.5)
+        wave_ax.set_ylim(-1, 1)
+        wave_ax.set_title(title, fontsize=8, loc="left")
+        nfft = int(min(256, 2 ** np.floor(np.log2(max(len(samples) // 8, 16)))))
+        spec_ax.specgram(samples, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
+        spec_ax.set_ylabel("Hz", fontsize=7)
+        for ax in (wave_ax, spec_ax):
+            ax.tick_params(labelsize=6)
+    axes[-1][0].set_xlabel("seconds", fontsize=7)
+    axes[-1][1].set_xlabel("seconds", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def clip_strips(clips: list[np.ndarray], titles: list[str], path: str) -> str:
     """One row of frames per clip, titled (a clip's predicted and true label).
 

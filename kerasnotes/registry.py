@@ -34,6 +34,7 @@ _BUILTIN_MODULES = (
     "kerasnotes.models.char_rnn",
     "kerasnotes.models.transformer_lm",
     "kerasnotes.models.video",
+    "kerasnotes.models.wavenet",
 )
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -366,7 +366,7 @@ def train(
         f"--run-dir {run_dir} --resume`."
     )
     with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
-        _start_run_directory(model, config, run, run_dir, resume, echo)
+        _start_run_directory(model, task, config, run, run_dir, resume, echo)
         history, train_seconds = _fit(task, run, config, run_dir, resume)
         last_epoch = history.epoch[-1] + 1 if history.epoch else config["epochs"]
         metrics = _evaluate(task, config, run, run_dir, last_epoch, echo)
@@ -476,7 +476,7 @@ def _load_and_build(model: str, task, config) -> _Run:
     )
 
 
-def _start_run_directory(model, config, run: _Run, run_dir, resume, echo) -> None:
+def _start_run_directory(model, task, config, run: _Run, run_dir, resume, echo) -> None:
     """Inputs are valid: only now is the run directory written."""
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     if not resume:
@@ -490,6 +490,9 @@ def _start_run_directory(model, config, run: _Run, run_dir, resume, echo) -> Non
     echo(f"Data: {run.info['source']} ({run.data.num_examples})")
     strategy = run.strategy
     echo(f"Strategy: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)")
+    description = task.describe(run.net) if hasattr(task, "describe") else None
+    if description:  # What the task says about the model (a receptive field).
+        echo(description)
 
 
 def _fit(task, run: _Run, config, run_dir, resume):

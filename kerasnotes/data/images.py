@@ -50,23 +50,26 @@ def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.cast(resize(image, size), tf.uint8)
 
 
-def model_image_shape(image_shape, data_format: str) -> tuple[int, ...]:
+def model_image_shape(image_shape, data_format: str, spatial_rank: int = 2) -> tuple[int, ...]:
     """An image's `(height, width, channels)` (or a clip's `(time, height, width,
-    channels)`) in the order a model with `data_format` takes."""
-    *leading, height, width, channels = image_shape
+    channels)`, or with `spatial_rank=1` a waveform's `(samples, channels)`) in the
+    order a model with `data_format` takes."""
+    *leading, channels = image_shape
     if data_format == "channels_first":
-        return (*leading, channels, height, width)
-    return (*leading, height, width, channels)
+        split = len(leading) - spatial_rank
+        return (*leading[:split], channels, *leading[split:])
+    return (*leading, channels)
 
 
-def to_data_format(images, data_format: str):
-    """A batch of channels_last images or clips (`(..., height, width, channels)`,
-    NumPy or tensor) in `data_format` order: channels before the rows and columns for
-    channels_first."""
+def to_data_format(images, data_format: str, spatial_rank: int = 2):
+    """A batch of channels_last images or clips (`(..., height, width, channels)`, or
+    with `spatial_rank=1` waveforms `(..., samples, channels)`), NumPy or tensor, in
+    `data_format` order: channels before the spatial axes for channels_first."""
     if data_format != "channels_first":
         return images
     rank = len(images.shape)
-    order = [*range(rank - 3), rank - 1, rank - 3, rank - 2]
+    channels = rank - 1 - spatial_rank
+    order = [*range(channels), rank - 1, *range(channels, rank - 1)]
     return (
         images.transpose(order) if isinstance(images, np.ndarray) else tf.transpose(images, order)
     )

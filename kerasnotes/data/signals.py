@@ -88,10 +88,10 @@ def synthesize(rng: np.random.Generator, kind: str, num_samples: int) -> np.ndar
 
 @dataclasses.dataclass
 class SignalsConfig(tfds.core.BuilderConfig):
-    num_samples: int = 2048
-    num_train: int = 4000
-    num_validation: int = 500
-    num_test: int = 500
+    num_samples: int = 1024
+    num_train: int = 3200
+    num_validation: int = 400
+    num_test: int = 400
     seed: int = 2468
 
 
@@ -103,11 +103,11 @@ class Signals(SceneBuilder, skip_registration=True):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [
-        SignalsConfig(name="default", description="4,000 training sounds of 2,048 samples."),
+        SignalsConfig(name="default", description="3,200 training sounds of 1,024 samples."),
         SignalsConfig(
             name="small",
-            description="800 training sounds of 1,024 samples: for tests and quick tries.",
-            num_samples=1024,
+            description="800 training sounds of 512 samples: for tests and quick tries.",
+            num_samples=512,
             num_train=800,
             num_validation=200,
             num_test=200,

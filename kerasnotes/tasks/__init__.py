@@ -25,6 +25,7 @@ _BUILTIN_TASKS = {
     "text_classification": "kerasnotes.tasks.text:CLASSIFICATION",
     "video_classification": "kerasnotes.tasks.video_classification",
     "vqa": "kerasnotes.tasks.vqa",
+    "waveform_classification": "kerasnotes.tasks.waveform_classification",
 }
 _REGISTERED: dict[str, Any] = {}
 

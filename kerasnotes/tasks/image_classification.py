@@ -25,6 +25,8 @@ from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.classification import classification_metrics
 from kerasnotes.tasks.images import ImageTask
 
+NUM_PLOTTED_EXAMPLES = 6
+
 
 class ImageClassification(ImageTask):
     """Classifies images; a subclass classifies other examples with channels (clips) by
@@ -38,13 +40,14 @@ class ImageClassification(ImageTask):
     shape_key = "image_shape"
     bytes_input = "image_bytes"
     tensor_signature, tensor_input = "serving_images", "images"
+    example_range = (0.0, 255.0)  # Values of the test harness's random examples.
 
     def decode(self, encoded: tf.Tensor, info: dict, data_format: str) -> tf.Tensor:
         """Encoded examples (string `(batch,)`) to float model inputs, in the graph."""
         return image_data.decode_images(encoded, info["image_shape"], data_format)
 
-    def encode(self, example: np.ndarray) -> bytes:
-        """One uint8 example as `serving_default` takes it."""
+    def encode(self, example: np.ndarray, info: dict) -> bytes:
+        """One example (as the data give it) as `serving_default` takes it."""
         return tf.io.encode_png(example).numpy()
 
     def datasets_help(self) -> list[str]:
@@ -85,10 +88,38 @@ class ImageClassification(ImageTask):
     def builder_arguments(self, info: dict, config) -> dict:
         return {
             "input_shape": image_data.model_image_shape(
-                info[self.shape_key], config["data_format"]
+                info[self.shape_key], config["data_format"], self.spatial_rank
             ),
             "num_classes": len(info["class_names"]),
         }
+
+    def confusion_and_examples(
+        self, model, data, info: dict, config, run_dir: str, draw, filename: str
+    ) -> list[str]:
+        """The confusion plot of the test split, and a few held-out examples drawn by
+        `draw(examples, titles, path)` into `filename`, titled with their predicted and
+        true labels."""
+        from kerasnotes import plots
+
+        names = info["class_names"]
+        truth, predicted = [], []
+        for examples, labels in self.batches(data.test, config, training=False):
+            guesses = keras.ops.convert_to_numpy(model(examples, training=False)).argmax(-1)
+            truth += [names[i] for i in labels.numpy()]
+            predicted += [names[i] for i in guesses]
+        shown = [example.numpy() for example, _ in data.test.take(NUM_PLOTTED_EXAMPLES)]
+        titles = [f"predicted {p}, true {t}" for p, t in zip(predicted, truth, strict=False)]
+        return [
+            plots.confusion(
+                truth,
+                predicted,
+                names,
+                os.path.join(run_dir, "label_confusion.png"),
+                title="label confusion (row-normalised)",
+                truth_label="true label",
+            ),
+            draw(shown, titles[: len(shown)], os.path.join(run_dir, filename)),
+        ]
 
     def batches(
         self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
@@ -104,7 +135,8 @@ class ImageClassification(ImageTask):
             )
 
         def to_model(images, labels):
-            return image_data.to_data_format(tf.cast(images, tf.float32), data_format), labels
+            examples = tf.cast(images, tf.float32)
+            return image_data.to_data_format(examples, data_format, self.spatial_rank), labels
 
         ds = ds.batch(config["batch_size"]).map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -171,7 +203,7 @@ class ImageClassification(ImageTask):
     def example_batch(self, info: dict, rng, batch_size: int = 4) -> tuple:
         """`(x, y, sample_weight)` for one training step; examples channels_last."""
         shape = (batch_size, *info[self.shape_key])
-        examples = rng.uniform(0, 255, size=shape).astype("float32")
+        examples = rng.uniform(*self.example_range, size=shape).astype("float32")
         labels = rng.integers(0, len(info["class_names"]), size=batch_size)
         return examples, labels, None
 
@@ -200,7 +232,10 @@ class ImageClassification(ImageTask):
         def serving_default(encoded):
             return outputs(self.decode(encoded, info, data_format))
 
-        shape = [None, *image_data.model_image_shape(info[self.shape_key], data_format)]
+        shape = [
+            None,
+            *image_data.model_image_shape(info[self.shape_key], data_format, self.spatial_rank),
+        ]
         return {
             "serving_default": (
                 serving_default,
@@ -217,7 +252,9 @@ class ImageClassification(ImageTask):
         num_classes = len(info["class_names"])
         shape = [
             None,
-            *image_data.model_image_shape(info[self.shape_key], config["data_format"]),
+            *image_data.model_image_shape(
+                info[self.shape_key], config["data_format"], self.spatial_rank
+            ),
         ]
         outputs = {"label": ["string", [None]], "scores": ["float32", [None, num_classes]]}
         return {
@@ -234,7 +271,7 @@ class ImageClassification(ImageTask):
     def export_examples(self, model, examples, info: dict, config, count: int = 4) -> list[dict]:
         """Encoded examples and their decoded tensors, and the answers the export must
         give, computed by the Keras model on what the encoded bytes hold."""
-        encoded = [self.encode(example.numpy()) for example, _ in examples.take(count)]
+        encoded = [self.encode(example.numpy(), info) for example, _ in examples.take(count)]
         model_input = self.decode(tf.constant(encoded), info, config["data_format"]).numpy()
         scores = keras.ops.convert_to_numpy(model(model_input, training=False))
         labels = [info["class_names"][i] for i in scores.argmax(-1)]

@@ -14,11 +14,13 @@ from kerasnotes.data.images import to_data_format
 
 class ImageTask:
     layout = ("data_format", ("channels_last", "channels_first"))
+    # Axes between the batch (and time) axes and the channels: 2 for images and clips
+    # (height, width), 1 for waveforms (samples).
+    spatial_rank = 2
 
-    @staticmethod
-    def images_in(images: np.ndarray, config) -> np.ndarray:
-        """Channels-last images (or clips) in the model's ordering."""
-        return to_data_format(images, config.get("data_format"))
+    def images_in(self, images: np.ndarray, config) -> np.ndarray:
+        """Channels-last images (or clips, or waveforms) in the model's ordering."""
+        return to_data_format(images, config.get("data_format"), self.spatial_rank)
 
     def model_input(self, x, config):
         """The example input `x` (images channels_last) in the model's ordering."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,7 +28,6 @@ from kerasnotes.tasks.image_classification import ImageClassification
 
 # The stand-in clip when the real one is known only after loading (tfds names).
 PLACEHOLDER_CLIP_SHAPE = (8, 64, 64, 3)
-NUM_PLOTTED_CLIPS = 6
 
 
 def encode_gif(clip: np.ndarray, frame_ms: int = 100) -> bytes:
@@ -62,7 +60,7 @@ class VideoClassification(ImageClassification):
             video_data.decode_gif_clips(encoded, info["clip_shape"]), data_format
         )
 
-    def encode(self, example: np.ndarray) -> bytes:
+    def encode(self, example: np.ndarray, info: dict) -> bytes:
         return encode_gif(example)
 
     def datasets_help(self) -> list[str]:
@@ -110,29 +108,9 @@ class VideoClassification(ImageClassification):
         predicted and true labels."""
         from kerasnotes import plots
 
-        names = info["class_names"]
-        truth, predicted, shown = [], [], []
-        for clips, labels in self.batches(data.test, config, training=False):
-            guesses = keras.ops.convert_to_numpy(model(clips, training=False)).argmax(-1)
-            truth += [names[i] for i in labels.numpy()]
-            predicted += [names[i] for i in guesses]
-        for clip, label in data.test.take(NUM_PLOTTED_CLIPS):
-            shown.append((clip.numpy(), names[int(label)]))
-        return [
-            plots.confusion(
-                truth,
-                predicted,
-                names,
-                os.path.join(run_dir, "label_confusion.png"),
-                title="label confusion (row-normalised)",
-                truth_label="true label",
-            ),
-            plots.clip_strips(
-                [clip for clip, _ in shown],
-                [f"predicted {p}, true {t}" for p, (_, t) in zip(predicted, shown, strict=False)],
-                os.path.join(run_dir, "clips.png"),
-            ),
-        ]
+        return self.confusion_and_examples(
+            model, data, info, config, run_dir, plots.clip_strips, "clips.png"
+        )
 
     # Export -------------------------------------------------------------------------
 

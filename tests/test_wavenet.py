@@ -1,0 +1,257 @@
+"""The `wavenet` family: the embedded signals, WAV folders, tfds audio datasets, the
+dilated causal stack, training, exports that label WAV bytes, and `kerasnotes predict`
+on WAV files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import kerasnotes
+from kerasnotes.data import signals, waveforms
+from kerasnotes.errors import DataError
+from kerasnotes.models.wavenet import layer_dilations, receptive_field, receptive_field_of
+from tests.conftest import run_cli, train_quietly
+
+# Data ------------------------------------------------------------------------------------
+
+
+def _dominant_frequency(wave, start, stop):
+    part = wave[start:stop] * np.hanning(stop - start)
+    spectrum = np.abs(np.fft.rfft(part))
+    return np.argmax(spectrum) * signals.SAMPLE_RATE / (stop - start)
+
+
+@pytest.mark.parametrize("kind", ["chirp_up", "chirp_down"])
+def test_a_chirp_sweeps_its_way_and_its_reversal_the_other(kind):
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        wave = signals.synthesize(rng, kind, 2048)
+        first, last = _dominant_frequency(wave, 0, 512), _dominant_frequency(wave, 1536, 2048)
+        assert (last > first + 300) == (kind == "chirp_up"), (first, last)
+
+
+def test_sounds_are_bounded_and_their_loudness_tells_nothing():
+    rng = np.random.default_rng(2)
+    peaks = {kind: [] for kind in signals.CLASSES}
+    for kind in signals.CLASSES:
+        for _ in range(40):
+            wave = signals.synthesize(rng, kind, 1024)
+            assert wave.shape == (1024,) and wave.dtype == np.float32
+            assert np.abs(wave).max() <= 1
+            peaks[kind].append(np.abs(wave).max())
+    medians = [np.median(p) for p in peaks.values()]
+    assert max(medians) - min(medians) < 0.2, medians  # Levels are drawn alike.
+
+
+def test_the_embedded_signals_are_balanced_and_reproducible():
+    data = waveforms.load("signals/small")
+    assert data.class_names == list(signals.CLASSES)
+    assert data.waveform_shape == (512, 1) and data.sample_rate == signals.SAMPLE_RATE
+    first = [(w.numpy(), int(y)) for w, y in data.test]
+    again = [(w.numpy(), int(y)) for w, y in waveforms.load("signals/small").test]
+    assert all(
+        np.array_equal(a, b) and y == z for (a, y), (b, z) in zip(first, again, strict=True)
+    )
+    assert np.bincount([y for _, y in first]).tolist() == [25] * 8
+    assert first[0][0].dtype == np.float32 and np.abs(first[0][0]).max() <= 1
+    train = next(iter(data.train))[0].numpy()
+    assert not any(np.array_equal(train, w) for w, _ in first)  # Held-out sounds are new.
+
+
+def _write_wav(path, wave, rate, channels=1):
+    wave = np.repeat(np.asarray(wave, np.float32)[:, None], channels, axis=1)
+    path.write_bytes(waveforms.encode_wav(wave, rate))
+    return path
+
+
+@pytest.fixture
+def wav_folder(tmp_path):
+    """Tones and noise bursts at 8 kHz, one stereo file and one at 16 kHz per class."""
+    rng = np.random.default_rng(0)
+    for kind in ("tone", "noise_burst"):
+        (tmp_path / kind).mkdir()
+        for i in range(6):
+            rate = 16000 if i == 0 else 8000
+            wave = signals.synthesize(rng, kind, rate // 8)  # 125 ms
+            _write_wav(tmp_path / kind / f"{i}.wav", wave, rate, channels=2 if i == 1 else 1)
+    return tmp_path
+
+
+def test_a_folder_of_wav_files_loads_resampled_and_mixed_down(wav_folder):
+    data = waveforms.load(str(wav_folder), num_samples=800)
+    assert data.class_names == ["noise_burst", "tone"]
+    assert data.sample_rate == 8000 and data.waveform_shape == (800, 1)
+    assert sum(data.num_examples.values()) == 12
+    wave, _ = next(iter(data.train))
+    assert wave.shape == (800, 1) and wave.dtype == tf.float32
+    # The 16 kHz file is resampled to 1,000 samples of 8 kHz: a tone keeps its pitch.
+    resampled = waveforms.read_wav(str(wav_folder / "tone" / "0.wav"), 1200, 8000)
+    original = waveforms.read_wav(str(wav_folder / "tone" / "0.wav"), 2000, 16000)
+    assert np.all(resampled[1000:] == 0)  # Padded with silence after its 125 ms.
+    pitch = _dominant_frequency(original[:, 0], 0, 2000) * 2  # At 16 kHz: twice the bins.
+    assert _dominant_frequency(resampled[:, 0], 0, 1000) == pytest.approx(pitch, abs=20)
+
+
+def test_a_corrupt_wav_is_named_or_skipped_and_counted(wav_folder, capsys):
+    (wav_folder / "tone" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt nope")
+    with pytest.raises(DataError, match=r"broken\.wav"):
+        waveforms.load(str(wav_folder))
+    data = waveforms.load(str(wav_folder), skip_bad_records=True)
+    assert sum(data.num_examples.values()) == 12
+    assert "Skipped 1 unreadable sound(s)" in capsys.readouterr().err
+
+
+def test_folders_without_sounds_are_clear_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataError, match="holds no sounds"):
+        waveforms.load(str(tmp_path))
+    with pytest.raises(DataError, match="does not exist"):
+        waveforms.load(str(tmp_path / "missing") + "/")
+
+
+@pytest.mark.parametrize("name, rate, classes", [("spoken_digit", 8000, 10), ("speech_commands", 16000, 12)])  # fmt: skip
+def test_tfds_audio_datasets_with_mock_data(name, rate, classes):
+    with tfds.testing.mock_data(num_examples=4):
+        data = waveforms.load(name)
+        wave, label = next(iter(data.train))
+        assert data.sample_rate == rate and data.waveform_shape == (rate, 1)
+        assert tuple(wave.shape) == (rate, 1) and len(data.class_names) == classes
+        assert np.abs(wave.numpy()).max() <= 1
+        with pytest.raises(DataError, match="sample_rate"):
+            waveforms.load(name, sample_rate=rate + 1)
+
+
+# The model ---------------------------------------------------------------------------------
+
+
+def test_the_receptive_field_is_read_from_the_graph():
+    for options, expected in [
+        ({}, 1025),  # 1 + (1 + 1 + 2 + ... + 512)
+        ({"dilation_growth": 1}, 12),  # The plain causal CNN: linear in depth.
+        ({"num_blocks": 2, "layers_per_block": 4, "kernel_size": 3}, 63),
+    ]:
+        model = kerasnotes.create_model("wavenet", input_shape=(2048, 1), **options)
+        dilations = layer_dilations(
+            options.get("num_blocks", 1),
+            options.get("layers_per_block", 10),
+            options.get("dilation_growth", 2),
+        )
+        assert receptive_field_of(model) == receptive_field(
+            options.get("kernel_size", 2), dilations
+        )
+        assert receptive_field_of(model) == expected
+    assert receptive_field_of(kerasnotes.create_model("cnn")) is None
+
+
+def test_the_stack_is_causal_and_sees_exactly_its_receptive_field():
+    import keras
+
+    model = kerasnotes.create_model("wavenet", input_shape=(128, 1), layers_per_block=5)
+    skips = keras.Model(model.input, model.get_layer("skips").output)
+    field = receptive_field_of(model)  # 1 + (1 + 1 + 2 + 4 + 8 + 16) = 33
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 1)).astype("float32")
+    changed = x.copy()
+    changed[0, 60] += 0.5
+    moved = np.abs(np.asarray(skips(changed)) - np.asarray(skips(x)))[0].max(axis=-1) > 1e-6
+    assert not moved[:60].any()  # Nothing before the change moves...
+    assert moved[60 : 60 + field].all()  # ...everything it can reach does,
+    assert not moved[60 + field :].any()  # and nothing beyond.
+
+
+def test_bad_wavenet_options_are_clear_errors():
+    with pytest.raises(ValueError, match="pooling"):
+        kerasnotes.create_model("wavenet", pooling="median")
+    with pytest.raises(ValueError, match="input_shape"):
+        kerasnotes.create_model("wavenet", input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match="dilation_growth"):
+        kerasnotes.create_model("wavenet", dilation_growth=0)
+
+
+# Training, measuring and serving ----------------------------------------------------------
+
+QUICK_WAVENET = [
+    "dataset=signals/small",
+    "layers_per_block=8",
+    "residual_channels=16",
+    "skip_channels=32",
+    "epochs=6",
+    "learning_rate=0.005",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_wavenet(tmp_path_factory):
+    return train_quietly("wavenet", QUICK_WAVENET, tmp_path_factory.mktemp("wavenet"))
+
+
+def test_wavenet_learns_the_signals(trained_wavenet):
+    metrics = trained_wavenet.metrics
+    assert metrics["accuracy"] > 0.6, metrics  # Chance: 1/8.
+    assert 0 < metrics["macro_f1"] <= 1
+    for plot in ("label_confusion.png", "sounds.png", "learning_curves.png"):
+        assert os.path.isfile(os.path.join(trained_wavenet.run_dir, plot)), plot
+
+
+TF_ONLY = """
+import json, sys
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+wavs = [open(path, "rb").read() for path in sys.argv[2:]]
+out = serve(audio_bytes=tf.constant(wavs))
+assert "kerasnotes" not in sys.modules
+print(json.dumps([label.decode() for label in out["label"].numpy()]))
+"""
+
+
+def test_a_tensorflow_only_process_labels_wav_bytes(trained_wavenet, tmp_path):
+    data = waveforms.load("signals/small")
+    sounds = [(w.numpy(), data.class_names[int(y)]) for w, y in data.test.take(16)]
+    files = [
+        _write_wav(tmp_path / f"{i}.wav", wave[:, 0], 8000, channels=1 + i % 2)
+        for i, (wave, _) in enumerate(sounds)
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", TF_ONLY, trained_wavenet.export_dir, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(labels) == 16 and set(labels) <= set(data.class_names)
+    assert np.mean([got == want for got, (_, want) in zip(labels, sounds, strict=True)]) > 0.5
+
+
+def test_predict_takes_wav_files_and_names_bad_ones(trained_wavenet, tmp_path):
+    wave = signals.synthesize(np.random.default_rng(5), "tone", 700)  # Shorter: padded.
+    good = _write_wav(tmp_path / "tone.wav", wave, 8000, channels=2)
+    proc = run_cli("predict", trained_wavenet.export_dir, str(good))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path, label, score = proc.stdout.strip().split("\t")
+    assert path.endswith("tone.wav") and label in signals.CLASSES and 0 < float(score) <= 1
+    fast = _write_wav(tmp_path / "fast.wav", wave, 16000)
+    bad = run_cli("predict", trained_wavenet.export_dir, str(fast))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "fast.wav" in bad.stderr and "16000 Hz" in bad.stderr and "8000 Hz" in bad.stderr
+    (tmp_path / "noise.wav").write_bytes(b"RIFF....WAVEnothing")
+    bad = run_cli("predict", trained_wavenet.export_dir, str(tmp_path / "noise.wav"))
+    assert bad.returncode == 2 and "noise.wav" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_wav_folder_trains_from_the_cli(wav_folder, tmp_path):
+    proc = run_cli(
+        "train", "wavenet", "--dataset", str(wav_folder), "--epochs", "1",
+        "--set", "num_samples=256", "--set", "layers_per_block=3",
+        "--run-dir", str(tmp_path / "run"), "--no-export",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Receptive field: 9 samples" in proc.stdout
+    config = json.load(open(tmp_path / "run" / "data.json"))
+    assert config["sample_rate"] == 8000 and config["waveform_shape"] == [256, 1]
