@@ -59,10 +59,11 @@ def models(ctx, pattern):
         from kerasnotes.registry import get_spec, list_models
 
         names = list_models(pattern)
+        specs = [get_spec(name) for name in names]
         width = max((len(n) for n in names), default=0)
-        for name in names:
-            spec = get_spec(name)
-            click.echo(f"{name:<{width}}  {spec.task:<22}  {spec.description}")
+        task_width = max((len(spec.task) for spec in specs), default=0)
+        for name, spec in zip(names, specs, strict=True):
+            click.echo(f"{name:<{width}}  {spec.task:<{task_width}}  {spec.description}")
 
 
 @click.command()
@@ -303,6 +304,9 @@ def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question, **sa
                 for piece in result["stream"]:
                     click.echo(piece, nl=False)
                 click.echo()
+            elif isinstance(result.get("continuation"), list) and not as_json:
+                values = " ".join(f"{v:.6g}" for v in result["continuation"])
+                click.echo(f"{result['input']}\t{values}")
             elif "continuation" in result and not as_json:
                 click.echo(result["input"] + result["continuation"])
             elif as_json:

@@ -211,6 +211,32 @@ def waveforms_and_spectrograms(
     return path
 
 
+def continuation(
+    context: np.ndarray,
+    real: np.ndarray,
+    generated: np.ndarray,
+    path: str,
+    sample_rate: int | None = None,
+) -> str:
+    """A series' context, then its real and its generated continuation, on one axis
+    (seconds when `sample_rate` is given, else steps)."""
+    unit = 1 / sample_rate if sample_rate else 1
+    start = len(context)
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    ax.plot(np.arange(start) * unit, context, color="0.4", linewidth=0.8, label="context")
+    after = (start + np.arange(len(real))) * unit
+    ax.plot(after, real, color="tab:blue", linewidth=0.8, label="real continuation")
+    after = (start + np.arange(len(generated))) * unit
+    ax.plot(after, generated, color="tab:orange", linewidth=0.8, label="generated")
+    ax.axvline(start * unit, color="0.7", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("seconds" if sample_rate else "step")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def clip_strips(clips: list[np.ndarray], titles: list[str], path: str) -> str:
     """One row of frames per clip, titled (a clip's predicted and true label).
 

@@ -6,11 +6,14 @@ import sys
 import tempfile
 import textwrap
 
-# Test modules import this file again as `tests.conftest`; both share one home.
-_HOME = os.environ.get("KERASNOTES_TEST_HOME") or tempfile.mkdtemp(prefix="kerasnotes-tests-")
+# Test modules import this file again as `tests.conftest`; both share one home. Each
+# pytest-xdist worker has its own under the run's (its own prepared datasets and caches).
+_BASE = os.environ.get("KERASNOTES_TEST_HOME") or tempfile.mkdtemp(prefix="kerasnotes-tests-")
+_HOME = os.path.join(_BASE, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.makedirs(_HOME, exist_ok=True)
 os.environ.update(
     {
-        "KERASNOTES_TEST_HOME": _HOME,
+        "KERASNOTES_TEST_HOME": _BASE,
         "HOME": _HOME,
         "KERAS_HOME": os.path.join(_HOME, ".keras"),
         "TFDS_DATA_DIR": os.path.join(_HOME, "tensorflow_datasets"),

@@ -188,6 +188,7 @@ def test_beam_search_finds_sequences_at_least_as_likely_as_greedy():
         assert caption.decode().split() == [VOCABULARY[t] for t in ids[: int(length)]]
 
 
+@pytest.mark.slow  # 25 s; test_video builds a keras.applications backbone too.
 def test_backbone_encoder_trains_without_downloaded_weights():
     model = small_model(encoder="mobilenet_v2", encoder_weights=None, input_shape=(64, 64, 3))
     model.compile(

@@ -357,6 +357,7 @@ def test_predict_samples_at_the_cli(trained_char_rnn, tmp_path):
     assert bad.returncode == 2 and "temperature" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # 37 s; text files also train in test_word_level_models_read_and_write_words.
 def test_a_plain_text_file_trains_each_language_model(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(TEXT * 8)

@@ -454,6 +454,7 @@ def test_text_runs_evaluate_and_export_again(trained_rnn, tmp_path):
     assert manifest["data"]["vocabulary"][:2] == ["", "[UNK]"]
 
 
+@pytest.mark.slow  # 22 s; resuming is tested on the cnn in test_training.
 def test_a_text_run_resumes_from_its_backup(tmp_path):
     # `fit` trains the network sub-model: its backups and best weights resume it.
     quick = ["dataset=sentiment/small", "epochs=1", "units=8", "embedding_dim=8"]

@@ -196,7 +196,7 @@ def _from_builder(builder, name: str, num_samples, sample_rate) -> WaveformData:
     length = feature.shape[0] if feature.shape else None
     num_samples = num_samples or length or int(DEFAULT_SECONDS * rate)
     # Integer audio is PCM; float audio is already in [-1, 1].
-    scale = 1.0 if feature.dtype.is_floating else 1 / 32768
+    scale = 1.0 if feature.tf_dtype.is_floating else 1 / 32768
     parts = tfds_parts(info)
 
     def read(split):

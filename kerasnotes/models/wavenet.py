@@ -134,10 +134,39 @@ def dilated_stack(
     return layers.Add(name="skips")(skips) if len(skips) > 1 else skips[0]
 
 
+def wavenet_body(x, *, dilations, kernel_size, residual_channels, skip_channels):
+    """From `x` `(batch, time, channels)` to the head's features `(batch, time,
+    skip_channels)`: the causal input convolution, the dilated stack, then ReLU and a
+    1x1 convolution with ReLU over the summed skip outputs. Every output sees only its
+    own time step and earlier ones."""
+    x = layers.Conv1D(residual_channels, kernel_size, padding="causal", name="input_conv")(
+        x
+    )  # (batch, time, residual_channels)
+    skips = dilated_stack(
+        x,
+        residual_channels=residual_channels,
+        skip_channels=skip_channels,
+        dilations=dilations,
+        kernel_size=kernel_size,
+    )
+    x = layers.Activation("relu", name="skips_relu")(skips)
+    return layers.Conv1D(skip_channels, 1, activation="relu", name="head_conv")(x)
+
+
+def _check_stack(num_blocks, layers_per_block, dilation_growth, kernel_size, residual_channels,
+                 skip_channels):  # fmt: skip
+    check_positive_ints("num_blocks", [num_blocks])
+    check_positive_ints("layers_per_block", [layers_per_block])
+    check_positive_ints("dilation_growth", [dilation_growth])
+    check_positive_ints("kernel_size", [kernel_size])
+    check_positive_ints("residual_channels", [residual_channels])
+    check_positive_ints("skip_channels", [skip_channels])
+
+
 @register_model(
     "wavenet",
     task="waveform_classification",
-    training_defaults={"epochs": 10, "batch_size": 32, "learning_rate": 3e-3},
+    training_defaults={"epochs": 3, "batch_size": 32, "learning_rate": 3e-3},
 )
 def wavenet(
     input_shape=(1024, 1),
@@ -147,8 +176,8 @@ def wavenet(
     layers_per_block=10,
     dilation_growth=2,
     kernel_size=2,
-    residual_channels=32,
-    skip_channels=64,
+    residual_channels=16,
+    skip_channels=32,
     pooling="average",
     dropout=0.2,
     name="wavenet",
@@ -175,12 +204,8 @@ def wavenet(
     (None, 3)
     """
     check_positive_ints("num_classes", [num_classes])
-    check_positive_ints("num_blocks", [num_blocks])
-    check_positive_ints("layers_per_block", [layers_per_block])
-    check_positive_ints("dilation_growth", [dilation_growth])
-    check_positive_ints("kernel_size", [kernel_size])
-    check_positive_ints("residual_channels", [residual_channels])
-    check_positive_ints("skip_channels", [skip_channels])
+    _check_stack(num_blocks, layers_per_block, dilation_growth, kernel_size, residual_channels,
+                 skip_channels)  # fmt: skip
     if pooling not in POOLINGS:
         raise ValueError(f"Invalid pooling {pooling!r}: expected one of {', '.join(POOLINGS)}.")
     if not 0 <= dropout < 1:
@@ -192,22 +217,159 @@ def wavenet(
 
     inputs = keras.Input(tuple(input_shape), name="waveform")
     x = to_channels_last(inputs, data_format, spatial_rank=1)  # (batch, samples, channels)
-    x = layers.Conv1D(residual_channels, kernel_size, padding="causal", name="input_conv")(
-        x
-    )  # (batch, samples, residual_channels)
-    dilations = layer_dilations(num_blocks, layers_per_block, dilation_growth)
-    skips = dilated_stack(
+    x = wavenet_body(
         x,
+        dilations=layer_dilations(num_blocks, layers_per_block, dilation_growth),
+        kernel_size=kernel_size,
         residual_channels=residual_channels,
         skip_channels=skip_channels,
-        dilations=dilations,
-        kernel_size=kernel_size,
-    )
-    x = layers.Activation("relu", name="skips_relu")(skips)
-    x = layers.Conv1D(skip_channels, 1, activation="relu", name="head_conv")(x)
+    )  # (batch, samples, skip_channels)
     pool = layers.GlobalAveragePooling1D if pooling == "average" else layers.GlobalMaxPooling1D
     x = pool(name="temporal_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+@register_model(
+    "wavenet-generator",
+    task="waveform_modelling",
+    training_defaults={"epochs": 3, "batch_size": 32, "learning_rate": 3e-3},
+)
+def wavenet_generator(
+    num_levels=256,
+    num_blocks=1,
+    layers_per_block=8,
+    dilation_growth=2,
+    kernel_size=2,
+    residual_channels=32,
+    skip_channels=64,
+    name="wavenet_generator",
+):
+    """WaveNet next-value model: quantised samples in, the next sample's level out.
+
+    The model reads `levels` `(batch, time)`, each sample's quantisation level (0 ..
+    `num_levels - 1`; mu-law levels for sounds, as in WaveNet, or evenly spaced ones
+    for a real-valued series, see `kerasnotes.data.series`), and returns `logits`
+    `(batch, time, num_levels)`: at every step, scores of the next sample's level.
+    Training reads a window and predicts it shifted by one; generation reads its own
+    choices back one sample at a time (`QueuedGenerator`).
+
+    Args:
+        num_levels: quantisation levels of a sample (the softmax's width).
+        num_blocks, layers_per_block, dilation_growth, kernel_size, residual_channels,
+            skip_channels: the dilated stack, as for `wavenet`.
+        name: the model's name.
+
+    Example:
+
+    >>> model = wavenet_generator(num_levels=16, layers_per_block=3)
+    >>> model.output_shape
+    (None, None, 16)
+    """
+    check_positive_ints("num_levels", [num_levels])
+    _check_stack(num_blocks, layers_per_block, dilation_growth, kernel_size, residual_channels,
+                 skip_channels)  # fmt: skip
+    if num_levels < 2:
+        raise ValueError(f"Invalid num_levels {num_levels!r}: must be at least 2.")
+    inputs = keras.Input((None,), dtype="int32", name="levels")
+    # A level as the value the network reads: -1 .. 1 (in the companded domain).
+    x = layers.Rescaling(2 / (num_levels - 1), offset=-1.0, name="to_values")(inputs)
+    x = layers.Reshape((-1, 1), name="add_channel")(x)  # (batch, time, 1)
+    x = wavenet_body(
+        x,
+        dilations=layer_dilations(num_blocks, layers_per_block, dilation_growth),
+        kernel_size=kernel_size,
+        residual_channels=residual_channels,
+        skip_channels=skip_channels,
+    )
+    outputs = layers.Conv1D(num_levels, 1, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class QueuedGenerator:
+    """One new sample per step from a `wavenet_generator` model (Paine et al., 2016,
+    "Fast WaveNet Generation").
+
+    A causal convolution of kernel size k and dilation d at step t reads its input at
+    t, t - d, ..., t - (k - 1) d. Each layer keeps a queue of its last (k - 1) d inputs,
+    so a step computes every layer once, for one time step, from the queue and the new
+    input, then pushes that input: the cost of a sample no longer grows with the
+    receptive field. The queues are filled from a context by one pass of the whole
+    network over it.
+
+    `step` and `initial_state` follow `kerasnotes.decoding` (levels are its tokens).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.num_levels = model.output_shape[-1]
+        self.input_conv = model.get_layer("input_conv")
+        self.kernel_size = self.input_conv.kernel_size[0]
+        self.stack = []
+        i = 1
+        while True:
+            try:
+                dilated = model.get_layer(f"layer{i}_dilated")
+            except ValueError:
+                break
+            self.stack.append((dilated, model.get_layer(f"layer{i}_1x1")))
+            i += 1
+        self.head = model.get_layer("head_conv")
+        self.logits = model.get_layer("logits")
+        self.residual_channels = self.input_conv.filters
+        # What each queue holds, read by one pass over a context: the network's input
+        # (`add_channel`), then each dilated layer's input.
+        inputs = [model.get_layer("add_channel").output, self.input_conv.output]
+        inputs += [model.get_layer(f"layer{i}_out").output for i in range(1, len(self.stack))]
+        self.layer_inputs = keras.Model(model.input, inputs)
+
+    def _queue_lengths(self):
+        k = self.kernel_size
+        return [k - 1] + [(k - 1) * dilated.dilation_rate[0] for dilated, _ in self.stack]
+
+    def initial_state(self, levels):
+        """The queues just before the last of `levels` `(batch, time)` (at least one
+        sample), which the first step then reads: each layer's inputs before it, zeros
+        before the context's start as in training's causal padding."""
+        import tensorflow as tf
+
+        sequences = self.layer_inputs(levels)
+        queues = []
+        for sequence, length in zip(sequences, self._queue_lengths(), strict=True):
+            before = tf.pad(sequence[:, :-1], [[0, 0], [length, 0], [0, 0]])
+            queues.append(before[:, tf.shape(before)[1] - length :])
+        return queues
+
+    @staticmethod
+    def _causal_step(queue, current, layer):
+        """A causal convolution at one time step: its taps from `queue` (the layer's
+        last inputs, oldest first) and `current` `(rows, channels)`, side by side, times
+        the kernel as one matrix."""
+        import tensorflow as tf
+
+        kernel_size, dilation = layer.kernel_size[0], layer.dilation_rate[0]
+        taps = [queue[:, j * dilation] for j in range(kernel_size - 1)] + [current]
+        kernel = tf.reshape(layer.kernel, [-1, layer.filters])  # (kernel_size * channels, out)
+        return tf.matmul(tf.concat(taps, axis=-1), kernel) + layer.bias
+
+    def step(self, tokens, queues):
+        """Scores of the next level after reading `tokens` `(rows,)` levels."""
+        import tensorflow as tf
+
+        value = tf.cast(tokens, tf.float32)[:, None] * (2 / (self.num_levels - 1)) - 1.0
+        new_queues = [tf.concat([queues[0][:, 1:], value[:, None]], axis=1)]
+        x = self._causal_step(queues[0], value, self.input_conv)  # (rows, residual)
+        skips = 0.0
+        for (dilated, one_by_one), queue in zip(self.stack, queues[1:], strict=True):
+            new_queues.append(tf.concat([queue[:, 1:], x[:, None]], axis=1))
+            both = self._causal_step(queue, x, dilated)
+            filter_, gate = tf.split(both, 2, axis=-1)
+            gated = tf.tanh(filter_) * tf.sigmoid(gate)
+            out = tf.matmul(gated, one_by_one.kernel[0]) + one_by_one.bias
+            x = x + out[:, : self.residual_channels]
+            skips = skips + out[:, self.residual_channels :]
+        h = tf.nn.relu(tf.matmul(tf.nn.relu(skips), self.head.kernel[0]) + self.head.bias)
+        logits = tf.matmul(h, self.logits.kernel[0]) + self.logits.bias
+        return logits, new_queues, None

@@ -26,6 +26,7 @@ _BUILTIN_TASKS = {
     "video_classification": "kerasnotes.tasks.video_classification",
     "vqa": "kerasnotes.tasks.vqa",
     "waveform_classification": "kerasnotes.tasks.waveform_classification",
+    "waveform_modelling": "kerasnotes.tasks.waveform_modelling",
 }
 _REGISTERED: dict[str, Any] = {}
 

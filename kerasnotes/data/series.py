@@ -1,0 +1,183 @@
+"""Next-value modelling data: sounds or real-valued series, quantised to levels.
+
+Every source comes back as a `SeriesData`: for each split a list of float32 series in
+[-1, 1], and how a value becomes one of `num_levels` levels:
+
+- sounds (the embedded `signals`; a folder of WAV files, one sub-folder per class) are
+  mu-law companded first, as in WaveNet: `sign(x) ln(1 + mu |x|) / ln(1 + mu)` with
+  `mu = num_levels - 1` gives quiet samples finer levels than loud ones;
+- a CSV file of series (one numeric column per series; other columns, such as dates,
+  are left out) is scaled to [-1, 1] by the minimum and maximum of its training part,
+  and quantised evenly (`linear`).
+
+Each series of a CSV file is split in time: its first 80% trains, the next 10%
+validates, the last 10% tests. Sounds keep their dataset's split.
+
+`to_levels` and `from_levels` are TensorFlow ops: the export quantises its context and
+turns generated levels back into values in the graph, as training does.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from kerasnotes.errors import DataError
+
+QUANTIZATIONS = ("mu_law", "linear")
+
+
+@dataclasses.dataclass
+class SeriesData:
+    train: list[np.ndarray]
+    validation: list[np.ndarray]
+    test: list[np.ndarray]
+    quantization: str  # "mu_law" or "linear"
+    # A value v of the source is (v - offset) / scale in [-1, 1].
+    offset: float
+    scale: float
+    sample_rate: int | None  # Samples per second of sounds; None for other series.
+    num_examples: dict[str, int]
+    source: str
+
+
+def to_levels(values, num_levels: int, quantization: str):
+    """Values in [-1, 1] (clipped) to int32 levels 0 .. `num_levels - 1` (a tensor)."""
+    import tensorflow as tf
+
+    x = tf.clip_by_value(tf.cast(values, tf.float32), -1.0, 1.0)
+    if quantization == "mu_law":
+        mu = float(num_levels - 1)
+        x = tf.sign(x) * tf.math.log1p(mu * tf.abs(x)) / math.log1p(mu)
+    return tf.cast(tf.round((x + 1) / 2 * (num_levels - 1)), tf.int32)
+
+
+def from_levels(levels, num_levels: int, quantization: str):
+    """Levels back to float32 values in [-1, 1] (a tensor)."""
+    import tensorflow as tf
+
+    x = tf.cast(levels, tf.float32) / (num_levels - 1) * 2 - 1
+    if quantization == "mu_law":
+        mu = float(num_levels - 1)
+        x = tf.sign(x) * (tf.pow(1 + mu, tf.abs(x)) - 1) / mu
+    return x
+
+
+def load(
+    dataset: str | None,
+    *,
+    num_samples: int | None = None,
+    sample_rate: int | None = None,
+    skip_bad_records: bool = False,
+    data_dir: str | None = None,
+) -> SeriesData:
+    """Load series by embedded name or path.
+
+    Args:
+        dataset: `None` or `"signals"` (embedded sounds, default), `"signals/small"`, a
+            directory of WAV files (one sub-folder per class, as `wavenet` reads), a
+            tfds audio dataset's name, or a CSV file of series.
+        num_samples, sample_rate, skip_bad_records, data_dir: as for
+            `kerasnotes.data.waveforms.load` (sounds only).
+    """
+    from kerasnotes.data import waveforms
+
+    dataset = dataset or waveforms.EMBEDDED[0]
+    if dataset.lower().endswith((".csv", ".tsv")):
+        return _from_csv(dataset)
+    data = waveforms.load(
+        dataset,
+        num_samples=num_samples,
+        sample_rate=sample_rate,
+        skip_bad_records=skip_bad_records,
+        data_dir=data_dir,
+    )
+    splits = {
+        part: [wave.numpy()[:, 0] for wave, _ in getattr(data, part)]
+        for part in ("train", "validation", "test")
+    }
+    return SeriesData(
+        **splits,
+        quantization="mu_law",
+        offset=0.0,
+        scale=1.0,
+        sample_rate=data.sample_rate,
+        num_examples={part: len(series) for part, series in splits.items()},
+        source=data.source,
+    )
+
+
+def _from_csv(path: str) -> SeriesData:
+    """Every numeric column of a CSV (or TSV) file a series, each split in time."""
+    if not os.path.isfile(path):
+        raise DataError(
+            f"Dataset path {path!r} does not exist; expected a CSV file with one numeric "
+            "column per series."
+        )
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t" if path.lower().endswith(".tsv") else ","))
+    rows = [row for row in rows if row]
+    header = rows[0] if rows and not all(_is_number(cell) for cell in rows[0]) else None
+    body = rows[1:] if header else rows
+    if not body:
+        raise DataError(f"CSV file {path!r} holds no rows of values.")
+    width = len(body[0])
+    for number, row in enumerate(body, start=2 if header else 1):
+        if len(row) != width:
+            raise DataError(
+                f"CSV file {path!r} line {number}: it has {len(row)} columns, expected {width}."
+            )
+    columns = []
+    for index in range(width):
+        cells = [row[index].strip() for row in body]
+        if not all(_is_number(cell) for cell in cells):
+            if any(_is_number(cell) for cell in cells):
+                bad = next(
+                    (n, c)
+                    for n, c in enumerate(cells, start=2 if header else 1)
+                    if not _is_number(c)
+                )
+                raise DataError(
+                    f"CSV file {path!r} line {bad[0]}: {bad[1]!r} in a numeric column is not "
+                    "a number."
+                )
+            continue  # A column of text (dates, names): not a series.
+        columns.append(np.array([float(cell) for cell in cells], np.float64))
+    if not columns:
+        raise DataError(f"CSV file {path!r} has no numeric column: expected one per series.")
+    length = len(columns[0])
+    cuts = (int(length * 0.8), int(length * 0.9))
+    if min(cuts[0], cuts[1] - cuts[0], length - cuts[1]) < 2:
+        raise DataError(
+            f"CSV file {path!r} has {length} rows: too few to split each series 80/10/10 "
+            "in time (at least 20 are needed)."
+        )
+    training = np.concatenate([column[: cuts[0]] for column in columns])
+    low, high = float(training.min()), float(training.max())
+    offset, scale = (high + low) / 2, max((high - low) / 2, 1e-12)
+    scaled = [((column - offset) / scale).astype(np.float32) for column in columns]
+    splits = {
+        "train": [s[: cuts[0]] for s in scaled],
+        "validation": [s[cuts[0] : cuts[1]] for s in scaled],
+        "test": [s[cuts[1] :] for s in scaled],
+    }
+    return SeriesData(
+        **splits,
+        quantization="linear",
+        offset=offset,
+        scale=scale,
+        sample_rate=None,
+        num_examples={part: sum(len(s) for s in series) for part, series in splits.items()},
+        source=f"csv:{os.path.abspath(path)}",
+    )
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        return math.isfinite(float(cell))
+    except ValueError:
+        return False
