@@ -407,3 +407,7 @@ def test_predict_continues_csv_columns_and_names_bad_files(
     assert bad.returncode == 2 and "words.csv" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("predict", result.export_dir, str(series_csv), "--question", "why")
     assert bad.returncode == 2 and "question" in bad.stderr
+    proc = run_cli("evaluate", result.export_dir, "--json")  # The export's own figures.
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout)
+    assert metrics["bits_per_sample"] == pytest.approx(result.metrics["bits_per_sample"], rel=1e-4)

@@ -53,6 +53,53 @@ def unreachable_host(urls) -> str | None:
     return None
 
 
+def class_folder_or_tfds(dataset: str, data_dir: str | None, *, embedded, examples, holds: str):
+    """What a classification dataset name that is not embedded means: `None` for a
+    directory (one sub-folder of `holds` per class), else the prepared tfds builder of
+    that name; a clear error for a file, a missing path or an unknown name."""
+    if os.path.isdir(dataset):
+        return None
+    if os.path.exists(dataset):
+        raise DataError(
+            f"Dataset path {dataset!r} is a file; expected a directory with one sub-folder "
+            f"of {holds} per class."
+        )
+    valid = (
+        f"an embedded dataset ({', '.join(embedded)}), a directory with one sub-folder of "
+        f"{holds} per class, or a tfds name (such as {', '.join(examples)})"
+    )
+    if os.sep in dataset or dataset.startswith((".", "~")):
+        raise DataError(f"Dataset path {dataset!r} does not exist; expected {valid}.")
+    return tfds_builder(dataset, data_dir, valid=valid, local=f"a local folder of {holds}")
+
+
+def classified_keys(info, name: str, feature_type, what: str) -> tuple[str, str]:
+    """The keys of a tfds dataset's `feature_type` feature (`tfds.features.Image`,
+    `Video`, `Audio`) and of its class label: its supervised keys, else the first
+    feature of each kind; a `DataError` naming `what` it is not otherwise."""
+    import tensorflow_datasets as tfds
+
+    features = info.features
+    keys = info.supervised_keys if info.supervised_keys else ()
+    if len(keys) != 2:
+        keys = tuple(
+            next((k for k, f in features.items() if isinstance(f, kind)), None)
+            for kind in (feature_type, tfds.features.ClassLabel)
+        )
+    example, label = keys
+    if not (
+        example
+        and label
+        and isinstance(features[example], feature_type)
+        and isinstance(features[label], tfds.features.ClassLabel)
+    ):
+        raise DataError(
+            f"Dataset {name!r} is not {what} dataset: it needs a "
+            f"{feature_type.__name__.lower()} feature and a class label feature."
+        )
+    return example, label
+
+
 def tfds_builder(name: str, data_dir: str | None, *, valid: str, local: str):
     """The prepared tfds builder `name`, downloading it once; clear errors offline.
 

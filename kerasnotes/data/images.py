@@ -14,7 +14,14 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import size_pair, split_sizes, tfds_builder, tfds_parts, tfds_source
+from kerasnotes.data.downloads import (
+    class_folder_or_tfds,
+    classified_keys,
+    size_pair,
+    split_sizes,
+    tfds_parts,
+    tfds_source,
+)
 from kerasnotes.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -191,26 +198,11 @@ def load(
         builder = builder_cls(config=config, data_dir=data_dir)
         builder.download_and_prepare()
         return _from_builder(builder, dataset, size)
-    if os.path.isdir(dataset):
-        return _from_folder(dataset, size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2, skip_bad_records)
-    if os.path.exists(dataset):
-        raise DataError(
-            f"Dataset path {dataset!r} is a file; expected a directory with one "
-            "sub-folder of images per class."
-        )
-    if os.sep in dataset or dataset.startswith((".", "~")):
-        raise DataError(
-            f"Dataset path {dataset!r} does not exist; expected a directory with one "
-            "sub-folder of images per class, an embedded dataset "
-            f"({', '.join(EMBEDDED)}) or a tfds name."
-        )
-    builder = tfds_builder(
-        dataset,
-        data_dir,
-        valid=f"an embedded dataset ({', '.join(EMBEDDED)}), an existing directory or a "
-        f"tfds name (such as {', '.join(TFDS_EXAMPLES)})",
-        local="a local image folder",
+    builder = class_folder_or_tfds(
+        dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="images"
     )
+    if builder is None:
+        return _from_folder(dataset, size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2, skip_bad_records)
     return _from_builder(builder, dataset, size)
 
 
@@ -218,18 +210,10 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
     import tensorflow_datasets as tfds
 
     info = builder.info
-    keys = info.supervised_keys
-    image_key, label_key = keys if keys and len(keys) == 2 else (None, None)
     features = info.features
-    if not (
-        image_key
-        and isinstance(features[image_key], tfds.features.Image)
-        and isinstance(features[label_key], tfds.features.ClassLabel)
-    ):
-        raise DataError(
-            f"Dataset {name!r} is not an image classification dataset: it needs "
-            "supervised (image, class label) keys."
-        )
+    image_key, label_key = classified_keys(
+        info, name, tfds.features.Image, "an image classification"
+    )
     height, width, channels = features[image_key].shape
     if size is None and (height is None or width is None):
         raise DataError(

@@ -17,7 +17,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import size_pair, split_sizes, tfds_builder, tfds_parts, tfds_source
+from kerasnotes.data.downloads import (
+    class_folder_or_tfds,
+    classified_keys,
+    size_pair,
+    split_sizes,
+    tfds_parts,
+    tfds_source,
+)
 from kerasnotes.data.images import read_class_folder, resize
 from kerasnotes.errors import DataError
 
@@ -132,58 +139,26 @@ def load(
         builder = MovingShapes(config=config, data_dir=data_dir)
         builder.download_and_prepare()
         return _from_builder(builder, dataset, size, num_frames)
-    if os.path.isdir(dataset):
+    builder = class_folder_or_tfds(
+        dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="clips"
+    )
+    if builder is None:
         return _from_folder(
             dataset,
             size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2,
             num_frames or DEFAULT_FOLDER_FRAMES,
             skip_bad_records,
         )
-    if os.path.exists(dataset):
-        raise DataError(
-            f"Dataset path {dataset!r} is a file; expected a directory with one "
-            "sub-folder of clips per class."
-        )
-    valid = (
-        f"an embedded dataset ({', '.join(EMBEDDED)}), a directory with one sub-folder of "
-        f"clips per class, or a tfds name (such as {', '.join(TFDS_EXAMPLES)})"
-    )
-    if os.sep in dataset or dataset.startswith((".", "~")):
-        raise DataError(f"Dataset path {dataset!r} does not exist; expected {valid}.")
-    builder = tfds_builder(dataset, data_dir, valid=valid, local="a local folder of clips")
     return _from_builder(builder, dataset, size, num_frames)
-
-
-def _video_and_label(info, name: str) -> tuple[str, str]:
-    """The keys of a tfds dataset's video and class label features."""
-    import tensorflow_datasets as tfds
-
-    features = info.features
-    keys = info.supervised_keys if info.supervised_keys else ()
-    if len(keys) != 2:
-        keys = (
-            next((k for k, f in features.items() if isinstance(f, tfds.features.Video)), None),
-            next(
-                (k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None
-            ),
-        )
-    video, label = keys
-    if not (
-        video
-        and label
-        and isinstance(features[video], tfds.features.Video)
-        and isinstance(features[label], tfds.features.ClassLabel)
-    ):
-        raise DataError(
-            f"Dataset {name!r} is not a video classification dataset: it needs a video "
-            "feature and a class label feature."
-        )
-    return video, label
 
 
 def _from_builder(builder, name: str, size, num_frames) -> VideoData:
     info = builder.info
-    video_key, label_key = _video_and_label(info, name)
+    import tensorflow_datasets as tfds
+
+    video_key, label_key = classified_keys(
+        info, name, tfds.features.Video, "a video classification"
+    )
     frames, height, width, _ = info.features[video_key].shape
     if size is None and (height is None or width is None):
         raise DataError(

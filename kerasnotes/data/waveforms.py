@@ -21,7 +21,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.data.downloads import split_sizes, tfds_builder, tfds_parts, tfds_source
+from kerasnotes.data.downloads import (
+    class_folder_or_tfds,
+    classified_keys,
+    split_sizes,
+    tfds_parts,
+    tfds_source,
+)
 from kerasnotes.data.images import read_class_folder
 from kerasnotes.errors import DataError
 
@@ -144,48 +150,21 @@ def load(
         builder = Signals(config=config, data_dir=data_dir)
         builder.download_and_prepare()
         return _from_builder(builder, dataset, num_samples, sample_rate)
-    if os.path.isdir(dataset):
-        return _from_folder(dataset, num_samples, sample_rate, skip_bad_records)
-    if os.path.exists(dataset):
-        raise DataError(
-            f"Dataset path {dataset!r} is a file; expected a directory with one "
-            "sub-folder of WAV files per class."
-        )
-    valid = (
-        f"an embedded dataset ({', '.join(EMBEDDED)}), a directory with one sub-folder of "
-        f"WAV files per class, or a tfds name (such as {', '.join(TFDS_EXAMPLES)})"
+    builder = class_folder_or_tfds(
+        dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="WAV files"
     )
-    if os.sep in dataset or dataset.startswith((".", "~")):
-        raise DataError(f"Dataset path {dataset!r} does not exist; expected {valid}.")
-    builder = tfds_builder(dataset, data_dir, valid=valid, local="a local folder of WAV files")
+    if builder is None:
+        return _from_folder(dataset, num_samples, sample_rate, skip_bad_records)
     return _from_builder(builder, dataset, num_samples, sample_rate)
-
-
-def _audio_and_label(info, name: str) -> tuple[str, str]:
-    """The keys of a tfds dataset's audio and class label features."""
-    import tensorflow_datasets as tfds
-
-    features = info.features
-    audio = next((k for k, f in features.items() if isinstance(f, tfds.features.Audio)), None)
-    label = next((k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None)
-    if info.supervised_keys and len(info.supervised_keys) == 2:
-        audio, label = info.supervised_keys
-    if not (
-        audio
-        and label
-        and isinstance(features[audio], tfds.features.Audio)
-        and isinstance(features[label], tfds.features.ClassLabel)
-    ):
-        raise DataError(
-            f"Dataset {name!r} is not a waveform classification dataset: it needs an "
-            "audio feature and a class label feature."
-        )
-    return audio, label
 
 
 def _from_builder(builder, name: str, num_samples, sample_rate) -> WaveformData:
     info = builder.info
-    audio_key, label_key = _audio_and_label(info, name)
+    import tensorflow_datasets as tfds
+
+    audio_key, label_key = classified_keys(
+        info, name, tfds.features.Audio, "a waveform classification"
+    )
     feature = info.features[audio_key]
     rate = int(feature.sample_rate or 16000)
     if sample_rate not in (None, rate):

@@ -12,17 +12,22 @@ The notes call WaveNet "a 1D CNN with the time dimension as input". Its layers:
    convolution of it is added back to the layer's input (residual connection) and
    another one is its skip output;
 3. the skip outputs of every layer are summed, passed through ReLU and 1x1
-   convolutions, and pooled over time into a class (`wavenet` the classifier).
+   convolutions, then either pooled over time into a class (`wavenet`, the
+   classifier) or projected at every step onto the levels of the next sample
+   (`wavenet-generator`, the next-value model).
 
 The receptive field, in samples, is `1 + (kernel_size - 1) * (1 + sum of the
-dilations)`; `receptive_field` computes it and the training run prints it.
-`dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
+dilations)`; `receptive_field` computes it from the hyperparameters,
+`receptive_field_of` reads it from a built model's graph, and the training run prints
+it. `dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
 and width, whose receptive field grows only linearly (the comparison in
 `benchmarks/`).
 
-Input: `waveform`, float samples in [-1, 1], `(batch, samples, channels)` for
-channels_last or `(batch, channels, samples)` for channels_first. Output: `scores`,
-class probabilities `(batch, num_classes)`.
+`wavenet` input: `waveform`, float samples in [-1, 1], `(batch, samples, channels)` for
+channels_last or `(batch, channels, samples)` for channels_first; output: `scores`,
+class probabilities `(batch, num_classes)`. `wavenet-generator` input: `levels`
+`(batch, time)`; output: `logits` `(batch, time, num_levels)`. `QueuedGenerator`
+generates from it one sample per step with per-layer queues.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ def receptive_field_of(model) -> int | None:
             found = True
         reach[id(layer)] = before
     return 1 + max(reach.values()) if found else None
+
+
+def describe_receptive_field(model) -> str | None:
+    """`Receptive field: N samples` for a model of causal convolutions, else `None`."""
+    samples = receptive_field_of(model)
+    return None if samples is None else f"Receptive field: {samples} samples"
 
 
 def dilated_stack(

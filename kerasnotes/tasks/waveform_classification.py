@@ -56,12 +56,9 @@ class WaveformClassification(ImageClassification):
 
     def describe(self, model) -> str | None:
         """The receptive field of a model of causal convolutions, for the run's log."""
-        from kerasnotes.models.wavenet import receptive_field_of
+        from kerasnotes.models.wavenet import describe_receptive_field
 
-        samples = receptive_field_of(model)
-        if samples is None:
-            return None
-        return f"Receptive field: {samples} samples"
+        return describe_receptive_field(model)
 
     # Data ---------------------------------------------------------------------------
 

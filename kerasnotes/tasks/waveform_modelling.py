@@ -70,10 +70,13 @@ class WaveformModelling:
 
     # Data ---------------------------------------------------------------------------
 
+    def describe(self, model) -> str | None:
+        """The receptive field, for the run's log."""
+        from kerasnotes.models.wavenet import describe_receptive_field
+
+        return describe_receptive_field(model)
+
     def load_data(self, config):
-        for key in ("num_levels", "window"):
-            if config[key] < 2:
-                raise DataError(f"Invalid {key} {config[key]!r}: must be at least 2.")
         data = series_data.load(
             config["dataset"],
             num_samples=config["num_samples"] or None,
@@ -92,6 +95,11 @@ class WaveformModelling:
         return _SplitsAsDatasets(data)
 
     def example_info(self, config=None) -> dict:
+        """A stand-in for `data_info`; with `config`, its settings are checked first
+        (before any data is read)."""
+        for key in ("num_levels", "window"):
+            if config is not None and config[key] < 2:
+                raise DataError(f"Invalid {key} {config[key]!r}: must be at least 2.")
         return {
             "num_levels": (config or {}).get("num_levels", 16),
             "quantization": "mu_law",
