@@ -19,9 +19,6 @@ from kerasnotes.models.captioner import RESERVED, captioner
 from kerasnotes.tasks.captioning import caption_scores, words
 from tests.conftest import run_cli, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("captioning")
-
 QUICK_CAPTIONER = [
     "dataset=shapes_captions/small",
     "epochs=10",

@@ -20,9 +20,6 @@ from kerasnotes.models.ngram import NGramLM
 from kerasnotes.tasks.language_modelling import TASK, compressed_bits_per_char
 from tests.conftest import run_cli, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("language_models")
-
 # A small English text with repeats, for counting.
 TEXT = (
     "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away.\n"

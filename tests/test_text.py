@@ -17,9 +17,6 @@ from kerasnotes.testing import check_model
 from kerasnotes.text import EXAMPLE_VOCABULARY
 from tests.conftest import run_cli, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("text")
-
 QUICK_RNN = [
     "dataset=sentiment/small",
     "epochs=6",

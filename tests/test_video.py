@@ -16,9 +16,6 @@ from kerasnotes.errors import DataError
 from kerasnotes.tasks.video_classification import encode_gif
 from tests.conftest import run_cli, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("video")
-
 # Data ------------------------------------------------------------------------------------
 
 

@@ -22,9 +22,6 @@ from kerasnotes.models.vqa import RESERVED, scene_counts, scene_targets, vqa
 from kerasnotes.tasks.vqa import TASK, vqa_accuracy
 from tests.conftest import run_cli, train_mirrored, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("vqa")
-
 QUICK_VQA = [
     "dataset=shapes_vqa/small",
     "epochs=4",

@@ -18,9 +18,6 @@ from kerasnotes.errors import DataError
 from kerasnotes.models.wavenet import layer_dilations, receptive_field, receptive_field_of
 from tests.conftest import run_cli, train_quietly
 
-# The module's trained fixtures are built once: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("wavenet")
-
 # Data ------------------------------------------------------------------------------------
 
 
