@@ -37,6 +37,22 @@ from __future__ import annotations
 import tensorflow as tf
 
 NEGATIVE = -1e9  # The score of an impossible choice.
+# The sampling settings of a generating task: a run's defaults, an export's inputs.
+SAMPLING = ("max_length", "temperature", "top_k", "top_p", "seed")
+
+
+def sampling_settings(training: dict, options: dict, *, what: str, also=()) -> dict:
+    """The sampling settings for a request: `options` (from `kerasnotes predict`) over
+    the run's `training` settings; an option outside `SAMPLING` and `also` is a
+    `UsageError` saying it does not apply to `what`."""
+    from kerasnotes.errors import UsageError
+
+    unknown = set(options) - {*SAMPLING, *also}
+    if unknown:
+        raise UsageError(f"{', '.join(sorted(unknown))} does not apply to {what}.")
+    return {
+        key: options[key] if options.get(key) is not None else training[key] for key in SAMPLING
+    }
 
 
 def _apply_top_k_top_p(logits, top_k, top_p):

@@ -402,6 +402,14 @@ def test_predict_continues_csv_columns_and_names_bad_files(
     lines = proc.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [f"{series_csv}:load", f"{series_csv}:wave"]
     assert all(len(line.split("\t")[1].split()) == 5 for line in lines)
+    # A WAV file's sound is a context too.
+    sound = np.concatenate(
+        [signals.synthesize(np.random.default_rng(1), "tone", 300), np.zeros(50)]
+    )
+    wav = _write_wav(tmp_path / "tone.wav", sound, 8000)
+    proc = run_cli("predict", result.export_dir, str(wav), "--max-length", "5", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)["continuation"]) == 5
     (tmp_path / "words.csv").write_text("a\nb\n")
     bad = run_cli("predict", result.export_dir, str(tmp_path / "words.csv"))
     assert bad.returncode == 2 and "words.csv" in bad.stderr and "Traceback" not in bad.stderr

@@ -111,8 +111,10 @@ def load(
     )
 
 
-def _from_csv(path: str) -> SeriesData:
-    """Every numeric column of a CSV (or TSV) file a series, each split in time."""
+def read_columns(path: str) -> list[tuple[str, np.ndarray]]:
+    """`(name, float64 values)` of every numeric column of a CSV (or TSV) file: a header
+    row is optional (names are then 1, 2, ...), text columns (dates, names) are left
+    out, and a text value in a numeric column is a `DataError` naming its line."""
     if not os.path.isfile(path):
         raise DataError(
             f"Dataset path {path!r} does not exist; expected a CSV file with one numeric "
@@ -125,8 +127,9 @@ def _from_csv(path: str) -> SeriesData:
     body = rows[1:] if header else rows
     if not body:
         raise DataError(f"CSV file {path!r} holds no rows of values.")
+    first_line = 2 if header else 1
     width = len(body[0])
-    for number, row in enumerate(body, start=2 if header else 1):
+    for number, row in enumerate(body, start=first_line):
         if len(row) != width:
             raise DataError(
                 f"CSV file {path!r} line {number}: it has {len(row)} columns, expected {width}."
@@ -134,21 +137,25 @@ def _from_csv(path: str) -> SeriesData:
     columns = []
     for index in range(width):
         cells = [row[index].strip() for row in body]
-        if not all(_is_number(cell) for cell in cells):
-            if any(_is_number(cell) for cell in cells):
-                bad = next(
-                    (n, c)
-                    for n, c in enumerate(cells, start=2 if header else 1)
-                    if not _is_number(c)
-                )
+        numeric = [_is_number(cell) for cell in cells]
+        if not all(numeric):
+            if any(numeric):
+                number = numeric.index(False)
                 raise DataError(
-                    f"CSV file {path!r} line {bad[0]}: {bad[1]!r} in a numeric column is not "
-                    "a number."
+                    f"CSV file {path!r} line {number + first_line}: {cells[number]!r} in a "
+                    "numeric column is not a number."
                 )
             continue  # A column of text (dates, names): not a series.
-        columns.append(np.array([float(cell) for cell in cells], np.float64))
+        name = header[index] if header else str(index + 1)
+        columns.append((name, np.array([float(cell) for cell in cells], np.float64)))
     if not columns:
         raise DataError(f"CSV file {path!r} has no numeric column: expected one per series.")
+    return columns
+
+
+def _from_csv(path: str) -> SeriesData:
+    """Every numeric column of a CSV (or TSV) file a series, each split in time."""
+    columns = [values for _, values in read_columns(path)]
     length = len(columns[0])
     cuts = (int(length * 0.8), int(length * 0.9))
     if min(cuts[0], cuts[1] - cuts[0], length - cuts[1]) < 2:

@@ -62,10 +62,10 @@ def fit_length(waveform, num_samples: int):
     return tf.pad(waveform, [[0, num_samples - tf.shape(waveform)[0]], [0, 0]])
 
 
-def decode_wav(content, num_samples: int, sample_rate: int | None = None):
-    """WAV bytes to float32 `(num_samples, 1)` in [-1, 1] (channels mixed down) and the
-    file's sample rate, in the graph or eagerly. With `sample_rate`, a file at another
-    rate is an `InvalidArgumentError` naming both."""
+def decode_wav(content, num_samples: int | None = None, sample_rate: int | None = None):
+    """WAV bytes to float32 `(samples, 1)` in [-1, 1] (channels mixed down; cut or padded
+    to `num_samples` if given) and the file's sample rate, in the graph or eagerly. With
+    `sample_rate`, a file at another rate is an `InvalidArgumentError` naming both."""
     audio, rate = tf.audio.decode_wav(content)  # (samples, channels), float32
     if sample_rate is not None:
         tf.debugging.assert_equal(
@@ -74,7 +74,7 @@ def decode_wav(content, num_samples: int, sample_rate: int | None = None):
             message=f"The WAV file's sample rate is not the model's {sample_rate} Hz",
         )
     mono = tf.reduce_mean(audio, axis=-1, keepdims=True)
-    return fit_length(mono, num_samples), rate
+    return (mono if num_samples is None else fit_length(mono, num_samples)), rate
 
 
 def decode_wavs(audio_bytes: tf.Tensor, waveform_shape, sample_rate: int) -> tf.Tensor:
@@ -94,31 +94,35 @@ def encode_wav(waveform: np.ndarray, sample_rate: int) -> bytes:
 
 
 def wav_rate(path: str) -> int:
-    """The sample rate in a WAV file's header; `ValueError` if it is not a WAV file."""
-    with open(path, "rb") as f:
-        header = f.read(28)
-    if len(header) < 28 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-        raise ValueError("not a RIFF WAVE file")
-    return int.from_bytes(header[24:28], "little")
+    """The sample rate a WAV file's header gives (the standard library's `wave`);
+    `ValueError` if it is not a PCM WAV file, `OSError` if it cannot be read."""
+    import wave
+
+    try:
+        with wave.open(path, "rb") as f:
+            return f.getframerate()
+    except (wave.Error, EOFError) as e:
+        raise ValueError(f"not a PCM WAV file ({e})") from None
 
 
-def read_wav(path: str, num_samples: int, sample_rate: int) -> np.ndarray:
-    """float32 `(num_samples, 1)` from a WAV file, resampled to `sample_rate`;
-    `ValueError` if it cannot be decoded, `OSError` if it cannot be read."""
+def read_wav(path: str, num_samples: int | None, sample_rate: int) -> np.ndarray:
+    """float32 `(samples, 1)` from a WAV file (channels mixed down), resampled to
+    `sample_rate`, cut or padded to `num_samples` unless it is `None`; `ValueError`
+    if it cannot be decoded, `OSError` if it cannot be read."""
     import scipy.signal
 
     with open(path, "rb") as f:
         content = f.read()
     try:
-        audio, rate = tf.audio.decode_wav(content)
+        mono, rate = decode_wav(content)
     except tf.errors.InvalidArgumentError as e:
         raise ValueError(e.message) from None
-    mono = tf.reduce_mean(audio, axis=-1, keepdims=True).numpy()
-    rate = int(rate)
+    mono, rate = mono.numpy(), int(rate)
     if rate != sample_rate:
         divisor = math.gcd(rate, sample_rate)
         mono = scipy.signal.resample_poly(mono, sample_rate // divisor, rate // divisor, axis=0)
-    return fit_length(np.clip(mono, -1, 1).astype(np.float32), num_samples)
+    mono = np.clip(mono, -1, 1).astype(np.float32)
+    return mono if num_samples is None else fit_length(mono, num_samples)
 
 
 def load(

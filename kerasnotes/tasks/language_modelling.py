@@ -54,8 +54,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import corpus as corpus_data
-from kerasnotes.decoding import decode
-from kerasnotes.errors import ConfigError, DataError, UsageError
+from kerasnotes.decoding import SAMPLING, decode, sampling_settings
+from kerasnotes.errors import ConfigError, DataError
 from kerasnotes.language_models import BitsPerToken
 from kerasnotes.text import (
     TOKEN_LEVELS,
@@ -71,7 +71,6 @@ SEPARATOR = "\n"  # Joins documents; the context before every text.
 DEFAULT_SEQUENCE_LENGTH = 128
 NUM_SAMPLES = 3
 PROMPT_CHARACTERS = 24  # Samples continue the start of held-out documents.
-SAMPLING = ("max_length", "temperature", "top_k", "top_p", "seed")
 STREAM_TOKENS = 8  # Tokens per request when streaming.
 BASELINE_ORDERS = range(2, 9)
 COMPRESSOR_PRIOR = 10_000_000  # At most this many training characters come first.
@@ -534,16 +533,9 @@ class LanguageModelling:
 
     def _sampling(self, manifest: dict, options: dict) -> dict:
         """The sampling settings: `options` over the run's."""
-        unknown = set(options) - {*SAMPLING, "stream"}
-        if unknown:
-            raise UsageError(
-                f"{', '.join(sorted(unknown))} does not apply to language model exports."
-            )
-        training = manifest["training"]
-        return {
-            key: options[key] if options.get(key) is not None else training[key]
-            for key in SAMPLING
-        }
+        return sampling_settings(
+            manifest["training"], options, what="language model exports", also=("stream",)
+        )
 
     def predict_export(self, signatures, manifest: dict, inputs: list[str], **options) -> list:
         """Continue each prompt with an export; one result dict per prompt, whose

@@ -25,7 +25,6 @@ Export contract:
 
 from __future__ import annotations
 
-import csv
 import os
 
 import keras
@@ -33,10 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import series as series_data
-from kerasnotes.decoding import decode
-from kerasnotes.errors import DataError, UsageError
+from kerasnotes.decoding import SAMPLING, decode, sampling_settings
+from kerasnotes.errors import DataError
 
-SAMPLING = ("max_length", "temperature", "top_k", "top_p", "seed")
 PLOTTED_CONTEXT = 256  # Samples of context before the plotted continuation.
 
 
@@ -414,13 +412,7 @@ class WaveformModelling:
         WAV file's sound); one result per series."""
         if options.pop("greedy", False):
             options["temperature"] = 0.0
-        unknown = set(options) - set(SAMPLING)
-        if unknown:
-            raise UsageError(
-                f"{', '.join(sorted(unknown))} does not apply to waveform model exports."
-            )
-        training = manifest["training"]
-        settings = {k: options[k] if options.get(k) is not None else training[k] for k in SAMPLING}
+        settings = sampling_settings(manifest["training"], options, what="waveform model exports")
         generate = signatures["generate"]
         results = []
         for path, name, context in self._contexts(inputs, manifest["data"]):
@@ -442,45 +434,25 @@ class WaveformModelling:
 
     @staticmethod
     def _contexts(inputs: list[str], info: dict):
-        """`(path, column name or None, float series)` for each series in `inputs`."""
+        """`(path, column name or None, float series)` for each series in `inputs`: a
+        WAV file's sound (at the model's sample rate), or every numeric column of a CSV
+        file."""
         from kerasnotes.data import waveforms
 
         for path in inputs:
-            if not os.path.isfile(path):
-                raise DataError(f"Cannot read {path!r}: no such file.")
-            if path.lower().endswith(waveforms.WAV_EXTENSIONS):
-                rate = info.get("sample_rate")
-                try:
-                    found = waveforms.wav_rate(path)
-                    if rate and found != rate:
-                        raise ValueError(f"it is {found} Hz, the model's sounds {rate} Hz")
-                    sound = waveforms.read_wav(path, 1 << 30, found)
-                except (OSError, ValueError) as e:
-                    raise DataError(f"Cannot use {path!r} as a context: {e}.") from None
-                yield path, None, sound[: np.flatnonzero(sound[:, 0] != 0).max(initial=0) + 1, 0]
+            if not path.lower().endswith(waveforms.WAV_EXTENSIONS):
+                for name, values in series_data.read_columns(path):
+                    yield path, name, values.astype(np.float32)
                 continue
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = [row for row in csv.reader(f) if row]
-            header = rows[0] if rows and not _numbers(rows[0]) else None
-            body = rows[1:] if header else rows
-            columns = [
-                (header[i] if header else str(i + 1), [row[i] for row in body if i < len(row)])
-                for i in range(len(body[0]) if body else 0)
-            ]
-            numeric = [(name, cells) for name, cells in columns if cells and _numbers(cells)]
-            if not numeric:
-                raise DataError(
-                    f"CSV file {path!r} has no numeric column: expected one context per column."
-                )
-            for name, cells in numeric:
-                yield path, name, np.array([float(c) for c in cells], np.float32)
-
-
-def _numbers(cells) -> bool:
-    try:
-        return all(np.isfinite(float(c)) for c in cells)
-    except ValueError:
-        return False
+            rate = info.get("sample_rate")
+            try:
+                found = waveforms.wav_rate(path)
+                if rate and found != rate:
+                    raise ValueError(f"it is {found} Hz, the model's sounds {rate} Hz")
+                sound = waveforms.read_wav(path, None, found)
+            except (OSError, ValueError) as e:
+                raise DataError(f"Cannot use {path!r} as a context: {e}.") from None
+            yield path, None, sound[:, 0]
 
 
 class _SplitsAsDatasets:
