@@ -1,8 +1,11 @@
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from kerasnotes.data import downloads
 from kerasnotes.data import images as image_data
 from kerasnotes.data import scenes
 from kerasnotes.errors import DataError
@@ -112,3 +115,20 @@ def test_tfds_names_with_mock_data(name, shape, num_classes):
         assert tuple(image.shape) == shape
         resized = image_data.load(name, image_size=16)
         assert tuple(next(iter(resized.test))[0].shape) == (16, 16, shape[2])
+
+
+@pytest.mark.parametrize(
+    "splits, parts",
+    [
+        (["train", "validation", "test"], ("train", "validation", "test")),
+        (["train", "test"], ("train[:90%]", "train[90%:100%]", "test")),
+        (["train", "dev"], ("train[:90%]", "dev", "train[90%:100%]")),
+        (["train"], ("train[:80%]", "train[80%:90%]", "train[90%:100%]")),
+    ],
+)
+def test_a_missing_held_out_split_is_cut_from_train_never_borrowed(splits, parts):
+    # Validation chooses the kept epoch: a test split that were validation would report
+    # figures chosen on it.
+    info = types.SimpleNamespace(splits=dict.fromkeys(splits))
+    found = downloads.tfds_parts(info)
+    assert (found["train"], found["validation"], found["test"]) == parts

@@ -140,17 +140,28 @@ def _not_downloadable(name: str, builder, reason: str, local: str) -> DataError:
 
 
 def tfds_parts(info) -> dict[str, str]:
-    """The tfds split that serves as each of train, validation and test: a dataset
-    without a validation split (`validation`, `dev` or `valid`) gives the last 10% of
-    train, one without a test split its validation split."""
+    """The tfds split that serves as each of train, validation and test.
+
+    A split the dataset lacks is cut from its training split, never taken from another
+    held-out split (best-epoch selection and early stopping read validation, so a test
+    split that were validation would report figures chosen on it): without a validation
+    split (`validation`, `dev` or `valid`) one tenth of train validates, without a test
+    split one tenth tests. tfds writes a split's examples in the order of a hash of their
+    keys, so a slice of it is a split by hash, not by the order the data came in.
+    """
     splits = set(info.splits)
-    validation = next((s for s in ("validation", "dev", "valid") if s in splits), None)
-    train, validation = ("train", validation) if validation else ("train[:90%]", "train[90%:]")
-    return {
-        "train": train,
-        "validation": validation,
-        "test": "test" if "test" in splits else validation,
+    parts = {
+        "train": "train",
+        "validation": next((s for s in ("validation", "dev", "valid") if s in splits), None),
+        "test": "test" if "test" in splits else None,
     }
+    missing = [part for part, split in parts.items() if split is None]
+    if missing:
+        kept = 100 - 10 * len(missing)
+        parts["train"] = f"train[:{kept}%]"
+        for i, part in enumerate(missing):
+            parts[part] = f"train[{kept + 10 * i}%:{kept + 10 * (i + 1)}%]"
+    return parts
 
 
 def split_sizes(info, parts: dict[str, str]) -> dict[str, int]:
