@@ -296,7 +296,8 @@ def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question, **sa
         options = {"greedy": True} if greedy else {}
         if question is not None:
             options["question"] = question
-        options.update({k: v for k, v in sampling.items() if v not in (None, False)})
+        # `is`, not `in (None, False)`: 0 == False, and --seed 0 or --top-k 0 is a value.
+        options.update({k: v for k, v in sampling.items() if v is not None and v is not False})
         results = run_predict(export_dir, list(inputs), input_file=input_file, **options)
         for result in results:
             if "stream" in result:

@@ -43,16 +43,48 @@ SAMPLING = ("max_length", "temperature", "top_k", "top_p", "seed")
 
 def sampling_settings(training: dict, options: dict, *, what: str, also=()) -> dict:
     """The sampling settings for a request: `options` (from `kerasnotes predict`) over
-    the run's `training` settings; an option outside `SAMPLING` and `also` is a
-    `UsageError` saying it does not apply to `what`."""
+    the run's `training` settings, checked (`check_sampling`); an option outside
+    `SAMPLING` and `also` is a `UsageError` saying it does not apply to `what`."""
     from kerasnotes.errors import UsageError
 
     unknown = set(options) - {*SAMPLING, *also}
     if unknown:
         raise UsageError(f"{', '.join(sorted(unknown))} does not apply to {what}.")
-    return {
+    settings = {
         key: options[key] if options.get(key) is not None else training[key] for key in SAMPLING
     }
+    check_sampling(settings)
+    return settings
+
+
+def check_sampling(settings) -> None:
+    """A `ConfigError` naming the first of the `SAMPLING` settings in `settings` that
+    is out of range; NaN is never in range."""
+    import math
+
+    from kerasnotes.errors import ConfigError
+
+    def integer(key, low):
+        value = settings[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"Invalid {key} {value!r}: must be an integer >= {low}.")
+
+    def number(key, valid, says):
+        value = settings[key]
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and valid(value)
+        ):
+            raise ConfigError(f"Invalid {key} {value!r}: must be {says}.")
+
+    integer("max_length", 1)
+    number("temperature", lambda t: t >= 0, "a number >= 0 (0 picks the most likely token)")
+    integer("top_k", 0)
+    number("top_p", lambda p: 0 < p <= 1, "a number in (0, 1] (1 keeps every token)")
+    if "seed" in settings:
+        integer("seed", -(2**63))
 
 
 def _apply_top_k_top_p(logits, top_k, top_p):

@@ -151,16 +151,9 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
 
 def read_inputs(path: str) -> list[str]:
     """The non-empty lines of the UTF-8 file `path` (`predict --file`)."""
-    from kerasnotes.data.images import read_bytes
+    from kerasnotes.data.images import read_text
 
-    raw = read_bytes(path, "input file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"Input file {path!r} is not UTF-8 text (invalid byte at offset {e.start})."
-        ) from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path, "input file").splitlines() if line.strip()]
 
 
 def predict(

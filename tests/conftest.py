@@ -88,6 +88,17 @@ def run_cli(*args, cwd=None, env=None, timeout=600, fresh_process=False):
     return subprocess.CompletedProcess(list(args), code, stdout, stderr)
 
 
+def assert_one_line_error(proc, *fragments):
+    """`proc` failed with exit 2 and one line, `Error: ...`, holding every fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def train_quietly(model: str, overrides: list[str], root):
     """Train `model` into `root/run`, exporting under `root/saved_models`, silently."""
     import kerasnotes

@@ -9,7 +9,7 @@ import pytest
 
 from cli.main import COMMANDS
 from kerasnotes.data import scenes
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -106,16 +106,6 @@ def test_a_task_name_cannot_be_registered_twice():
 
     with pytest.raises(ValueError, match="A task named 'vqa' is already registered"):
         kerasnotes.register_task("vqa", object())
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

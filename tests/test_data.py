@@ -5,9 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasnotes.data import downloads
+from kerasnotes.data import downloads, scenes
 from kerasnotes.data import images as image_data
-from kerasnotes.data import scenes
 from kerasnotes.errors import DataError
 
 

@@ -18,7 +18,7 @@ from kerasnotes.errors import DataError
 from kerasnotes.models.char_rnn import char_rnn
 from kerasnotes.models.ngram import NGramLM
 from kerasnotes.tasks.language_modelling import TASK, compressed_bits_per_char
-from tests.conftest import run_cli, train_quietly
+from tests.conftest import assert_one_line_error, run_cli, train_quietly
 
 # A small English text with repeats, for counting.
 TEXT = (
@@ -353,8 +353,23 @@ def test_predict_samples_at_the_cli(trained_char_rnn, tmp_path):
     streamed = run_cli("predict", export, "The ", "--max-length", "25", "--stream")
     assert streamed.returncode == 0, streamed.stderr[-2000:]
     assert streamed.stdout.startswith("The ") and len(streamed.stdout) == len("The ") + 25 + 1
-    bad = run_cli("predict", export, "The ", "--temperature", "-1")
-    assert bad.returncode == 2 and "temperature" in bad.stderr and "Traceback" not in bad.stderr
+    # Temperature 0 is greedy: the seed no longer matters (a 0 given is a value, not unset).
+    texts = {
+        (temperature, seed): run_cli(
+            "predict", export, "The ", "--max-length", "25", "--temperature", temperature,
+            "--seed", seed, "--top-k", "0",
+        ).stdout
+        for temperature in ("0", "1.5")
+        for seed in ("0", "1")
+    }  # fmt: skip
+    assert texts["0", "0"] == texts["0", "1"] and texts["0", "0"].startswith("The ")
+    assert texts["1.5", "0"] != texts["1.5", "1"]
+    for option, value in (("--temperature", "-1"), ("--temperature", "nan"), ("--top-p", "nan")):
+        bad = run_cli("predict", export, "The ", option, value)
+        # Click's range refuses -1; NaN passes every comparison, so the export's check names it.
+        assert_one_line_error(bad, option[2:5], repr(float(value)))
+        bad = run_cli("predict", export, "The ", option, value, "--stream")
+        assert bad.returncode == 2 and bad.stdout == "", bad.stdout
 
 
 @pytest.mark.slow  # 37 s; text files also train in test_word_level_models_read_and_write_words.
@@ -461,7 +476,8 @@ def test_long_texts_are_scored_in_overlapping_windows():
     "args, message",
     [
         (["--dataset", "{bad}"], "is not UTF-8: invalid byte 0xe9 at byte offset 3"),
-        (["--set", "temperature=-1"], "Invalid temperature -1.0: must be >= 0"),
+        (["--set", "temperature=-1"], "Invalid temperature -1.0: must be a number >= 0"),
+        (["--set", "top_p=.nan"], "Invalid top_p nan: must be a number in (0, 1]"),
     ],
 )
 def test_bad_input_stops_training_with_one_line(tmp_path, args, message):

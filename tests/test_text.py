@@ -126,6 +126,12 @@ def test_csv_tsv_and_jsonl_files_load(tmp_path):
     assert data.class_names == ["0", "1", "2"]
 
 
+def _jsonl(n: int) -> str:
+    return "".join(
+        json.dumps({"text": f"review number {i}", "label": i % 2}) + "\n" for i in range(n)
+    )
+
+
 @pytest.mark.parametrize(
     "content, line, reason",
     [
@@ -136,16 +142,35 @@ def test_csv_tsv_and_jsonl_files_load(tmp_path):
             12,
             "not UTF-8",
         ),
+        (
+            _jsonl(10) + '{"text": null, "label": "pos"}\n' + _jsonl(10),
+            11,
+            "has null as its 'text', not a string",
+        ),
+        (
+            _jsonl(10) + '{"text": "fine", "label": null}\n' + _jsonl(10),
+            11,
+            "has null as its 'label'",
+        ),
+        (_jsonl(10) + '{"text": "cut short\n' + _jsonl(10), 11, "is not valid JSON"),
     ],
-    ids=["empty-text", "columns", "utf8"],
+    ids=["empty-text", "columns", "utf8", "jsonl-null-text", "jsonl-null-label", "jsonl-syntax"],
 )
 def test_bad_rows_name_the_file_and_line_or_are_skipped(tmp_path, content, line, reason, capsys):
-    path = _write(tmp_path / "bad.csv", content)
-    with pytest.raises(DataError, match=f"bad.csv' line {line}: it .*{reason}.*skip_bad_records"):
+    name = "bad.jsonl" if reason.startswith(("has null", "is not valid JSON")) else "bad.csv"
+    path = _write(tmp_path / name, content)
+    with pytest.raises(DataError, match=f"{name}' line {line}: it .*{reason}.*skip_bad_records"):
         text_data.load(path, "classification")
     data = text_data.load(path, "classification", skip_bad_records=True)
     assert sum(data.num_examples.values()) == 20
     assert "Skipped 1 bad record(s)" in capsys.readouterr().err
+
+
+def test_a_text_longer_than_pythons_csv_field_limit_loads(tmp_path):
+    long_review = "a very long review " * 8_000  # 152,000 characters: over 131,072.
+    path = _write(tmp_path / "long.csv", f"text,label\n{long_review},pos\n" + _rows(20))
+    data = text_data.load(path, "classification")
+    assert max(len(t) for t, _ in data.train.as_numpy_iterator()) == len(long_review.strip())
 
 
 def test_an_unknown_label_in_validation_is_a_bad_record(tmp_path):

@@ -16,7 +16,7 @@ import kerasnotes
 from kerasnotes.data import signals, waveforms
 from kerasnotes.errors import DataError
 from kerasnotes.models.wavenet import layer_dilations, receptive_field, receptive_field_of
-from tests.conftest import run_cli, train_quietly
+from tests.conftest import assert_one_line_error, run_cli, train_quietly
 
 # Data ------------------------------------------------------------------------------------
 
@@ -328,6 +328,19 @@ def test_a_csv_of_series_is_scaled_and_split_in_time(series_csv, tmp_path):
     (tmp_path / "short.csv").write_text("a\n1\n2\n3\n")
     with pytest.raises(DataError, match="too few"):
         series.load(str(tmp_path / "short.csv"))
+    (tmp_path / "latin1.csv").write_bytes("temp\xe9rature\n1\n2\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv.*UTF-8.*byte offset 4"):
+        series.load(str(tmp_path / "latin1.csv"))
+
+
+@pytest.mark.parametrize("setting", ["temperature=-1", "top_p=2", "top_k=-1", "temperature=nan"])
+def test_bad_sampling_settings_stop_the_generator_before_training(series_csv, tmp_path, setting):
+    proc = run_cli(
+        "train", "wavenet-generator", "--set", f"dataset={series_csv}", "--set", setting,
+        "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "exports"),
+    )  # fmt: skip
+    assert_one_line_error(proc, setting.split("=")[0])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "exports").exists()
 
 
 QUICK_GENERATOR = [
@@ -411,8 +424,17 @@ def test_predict_continues_csv_columns_and_names_bad_files(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)["continuation"]) == 5
     (tmp_path / "words.csv").write_text("a\nb\n")
-    bad = run_cli("predict", result.export_dir, str(tmp_path / "words.csv"))
-    assert bad.returncode == 2 and "words.csv" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "latin1.csv").write_bytes("caf\xe9\n1\n2\n".encode("latin-1"))
+    (tmp_path / "photo.png").write_bytes(tf.io.encode_png(tf.zeros([4, 4, 3], tf.uint8)).numpy())
+    _write_wav(tmp_path / "silent.wav", np.zeros(0), 8000)
+    for name, fragment in (
+        ("words.csv", "no numeric column"),
+        ("latin1.csv", "byte offset 3"),
+        ("photo.png", "byte offset 0"),
+        ("silent.wav", "no samples"),
+    ):
+        bad = run_cli("predict", result.export_dir, str(tmp_path / name))
+        assert_one_line_error(bad, name, fragment)
     bad = run_cli("predict", result.export_dir, str(series_csv), "--question", "why")
     assert bad.returncode == 2 and "question" in bad.stderr
     proc = run_cli("evaluate", result.export_dir, "--json")  # The export's own figures.

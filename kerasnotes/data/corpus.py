@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder, tfds_source
-from kerasnotes.data.images import read_bytes
+from kerasnotes.data.images import read_text
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
@@ -212,19 +212,6 @@ def _corpus(parts: dict[str, tf.data.Dataset], source: str, name: str) -> Corpus
         if not corpus.text(split).strip():
             raise DataError(f"Dataset {name!r} has no text in its {split} split.")
     return corpus
-
-
-def read_text(path: str) -> str:
-    """The text of the UTF-8 file `path`; a `DataError` naming the file and the byte
-    offset of its first bad byte if it is not UTF-8."""
-    raw = read_bytes(path, "text file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"Text file {path!r} is not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte "
-            f"offset {e.start}. Convert it to UTF-8 (for example with iconv)."
-        ) from None
 
 
 def _from_path(path: str) -> Corpus:

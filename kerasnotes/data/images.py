@@ -111,6 +111,19 @@ def read_bytes(path: str, what: str) -> bytes:
         raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
 
 
+def read_text(path: str, what: str = "text file") -> str:
+    """The text of the UTF-8 file `path`; a `DataError` naming the file (`what` it is)
+    and the byte offset of its first bad byte if it is not UTF-8."""
+    raw = read_bytes(path, what)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{what.capitalize()} {path!r} is not UTF-8: invalid byte 0x{raw[e.start]:02x} at "
+            f"byte offset {e.start}. Convert it to UTF-8 (for example with iconv)."
+        ) from None
+
+
 def serve_image_file(serve, path: str, **inputs) -> dict:
     """Run a bytes-input signature on one image file (and any other `inputs`), with
     clear errors for bad files."""
@@ -245,14 +258,7 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
 
 def read_json(path: str, what: str):
     """The parsed UTF-8 JSON file `path`, or a `DataError` naming it (`what` it is)."""
-    raw = read_bytes(path, what)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{what.capitalize()} {path!r} is not UTF-8 text (invalid byte at offset "
-            f"{e.start}); save it as UTF-8."
-        ) from None
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except ValueError as e:

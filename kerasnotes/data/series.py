@@ -19,7 +19,6 @@ turns generated levels back into values in the graph, as training does.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -120,8 +119,11 @@ def read_columns(path: str) -> list[tuple[str, np.ndarray]]:
             f"Dataset path {path!r} does not exist; expected a CSV file with one numeric "
             "column per series."
         )
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t" if path.lower().endswith(".tsv") else ","))
+    from kerasnotes.data.images import read_text
+    from kerasnotes.data.text import csv_reader
+
+    text = read_text(path, "CSV file")
+    rows = csv_reader(text, "\t" if path.lower().endswith(".tsv") else ",")
     rows = [row for row in rows if row]
     header = rows[0] if rows and not all(_is_number(cell) for cell in rows[0]) else None
     body = rows[1:] if header else rows

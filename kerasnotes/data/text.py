@@ -213,8 +213,7 @@ def _table_reader(text_column: str, label_column: str):
                 f"Text file {path!r} is not a table: expected a {', '.join(TABLE_EXTENSIONS)} "
                 "file with a text and a label column."
             )
-        delimiter = "\t" if extension == ".tsv" else ","
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        reader = csv_reader(text, "\t" if extension == ".tsv" else ",")
         header = next(reader, None)
         if not header:
             raise DataError(f"Text file {path!r} is empty: expected a header row first.")
@@ -238,6 +237,13 @@ def _table_reader(text_column: str, label_column: str):
     return read
 
 
+def csv_reader(text: str, delimiter: str):
+    """`csv.reader` over `text`, a field as long as the text allowed (Python's default
+    limit, 131,072 characters, would refuse a long review)."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+
+
 def _jsonl_records(text: str, text_column: str, label_column: str):
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -256,7 +262,24 @@ def _jsonl_records(text: str, text_column: str, label_column: str):
         if missing:
             yield BadRecord(line, f"has no key {missing[0]!r}")
             continue
-        yield _record(line, str(row[text_column]), str(row[label_column]))
+        text, label = row[text_column], row[label_column]
+        if not isinstance(text, str):
+            yield BadRecord(line, f"has {_json_kind(text)} as its {text_column!r}, not a string")
+        elif label is None or isinstance(label, (dict, list)):
+            yield BadRecord(line, f"has {_json_kind(label)} as its {label_column!r}")
+        else:
+            yield _record(line, text, str(label))
+
+
+def _json_kind(value) -> str:
+    """How JSON names the kind of `value`: `null`, `a number`, `an object`, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "a list"
 
 
 def _record(line: int, text: str, label: str):

@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import corpus as corpus_data
-from kerasnotes.decoding import SAMPLING, decode, sampling_settings
+from kerasnotes.decoding import SAMPLING, check_sampling, decode, sampling_settings
 from kerasnotes.errors import ConfigError, DataError
 from kerasnotes.language_models import BitsPerToken
 from kerasnotes.text import (
@@ -140,16 +140,9 @@ class LanguageModelling:
                 f"{', '.join(TOKEN_LEVELS)}."
             )
         integer("vocabulary_size", 3)
-        integer("max_length", 1)
-        integer("top_k", 0)
         if "sequence_length" in config:
             integer("sequence_length", 1)
-        if not config["temperature"] >= 0:
-            raise ConfigError(
-                f"Invalid temperature {config['temperature']!r}: must be >= 0 (0 is greedy)."
-            )
-        if not 0 < config["top_p"] <= 1:
-            raise ConfigError(f"Invalid top_p {config['top_p']!r}: must be in (0, 1].")
+        check_sampling(config)
 
     def load_data(self, config):
         """The corpus, its vocabulary and the token ids of every split (`data.ids`)."""
@@ -553,22 +546,27 @@ class LanguageModelling:
     def stream_export(self, signatures, manifest: dict, prompt: str, **options):
         """Continue `prompt`, yielding the text as it is generated: the export is asked
         for `STREAM_TOKENS` tokens at a time, each time continuing all the text so far
-        (so the text differs from one request's sample with the same seed)."""
+        (so the text differs from one request's sample with the same seed). The settings
+        are checked here, before the first piece is asked for."""
         settings = self._sampling(manifest, options)
-        level = manifest["training"]["token_level"]
         generate = self.export_predictor(signatures)["generate"]
-        text, remaining, request = prompt, settings["max_length"], 0
-        while remaining > 0:
-            wanted = min(STREAM_TOKENS, remaining)
-            step = {**settings, "max_length": wanted, "seed": settings["seed"] + request}
-            piece = generate(tf.constant([text]), *step.values()).numpy()[0].decode("utf-8")
-            piece = _after(text, piece, level)
-            yield piece
-            text, request = text + piece, request + 1
-            produced = len(piece) if level == "character" else len(piece.split())
-            if produced < wanted:  # The stop string ended it.
-                return
-            remaining -= wanted
+        return _stream(generate, settings, prompt, manifest["training"]["token_level"])
+
+
+def _stream(generate, settings: dict, prompt: str, level: str):
+    """The pieces of `stream_export`, each from one `generate` call."""
+    text, remaining, request = prompt, settings["max_length"], 0
+    while remaining > 0:
+        wanted = min(STREAM_TOKENS, remaining)
+        step = {**settings, "max_length": wanted, "seed": settings["seed"] + request}
+        piece = generate(tf.constant([text]), *step.values()).numpy()[0].decode("utf-8")
+        piece = _after(text, piece, level)
+        yield piece
+        text, request = text + piece, request + 1
+        produced = len(piece) if level == "character" else len(piece.split())
+        if produced < wanted:  # The stop string ended it.
+            return
+        remaining -= wanted
 
 
 @functools.lru_cache(maxsize=4)

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import series as series_data
-from kerasnotes.decoding import SAMPLING, decode, sampling_settings
+from kerasnotes.decoding import SAMPLING, check_sampling, decode, sampling_settings
 from kerasnotes.errors import DataError
 
 PLOTTED_CONTEXT = 256  # Samples of context before the plotted continuation.
@@ -95,9 +95,11 @@ class WaveformModelling:
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info`; with `config`, its settings are checked first
         (before any data is read)."""
-        for key in ("num_levels", "window"):
-            if config is not None and config[key] < 2:
-                raise DataError(f"Invalid {key} {config[key]!r}: must be at least 2.")
+        if config is not None:
+            for key in ("num_levels", "window"):
+                if config[key] < 2:
+                    raise DataError(f"Invalid {key} {config[key]!r}: must be at least 2.")
+            check_sampling(config)
         return {
             "num_levels": (config or {}).get("num_levels", 16),
             "quantization": "mu_law",
@@ -450,6 +452,8 @@ class WaveformModelling:
                 if rate and found != rate:
                     raise ValueError(f"it is {found} Hz, the model's sounds {rate} Hz")
                 sound = waveforms.read_wav(path, None, found)
+                if not len(sound):
+                    raise ValueError("it holds no samples; a context needs at least one")
             except (OSError, ValueError) as e:
                 raise DataError(f"Cannot use {path!r} as a context: {e}.") from None
             yield path, None, sound[:, 0]
