@@ -216,6 +216,11 @@ def test_conll_files_load_with_the_chosen_tag_column(tmp_path):
     assert texts <= {"EU rejects German", "Peter Blackburn"}
     text, tags = next(iter(data.train))
     assert len(text.numpy().split()) == len(tags.numpy())
+    # Held-out figures come from padded batches (it failed on ragged rows).
+    texts, tags = next(iter(data.test.padded_batch(4)))
+    assert tags.shape[0] == texts.shape[0] and tags.shape[1] == max(
+        len(t.split()) for t in texts.numpy()
+    )
     chunks = text_data.load(path, "tagging", tag_column=2)
     assert chunks.class_names == ["B-NP", "B-VP"]
 

@@ -89,11 +89,12 @@ def test_frames_are_sampled_evenly_from_first_to_last():
     assert videos.frame_indices(tf.constant(20), 5).numpy().tolist() == [0, 5, 10, 14, 19]
 
 
-def _write_mp4(path, clip):
+def _write_clip(path, clip):
+    """`clip` encoded by FFmpeg in the container its extension names (VP8 in WebM)."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=8)
+        stream = container.add_stream("libvpx" if path.suffix == ".webm" else "mpeg4", rate=8)
         stream.width, stream.height = clip.shape[2], clip.shape[1]
         stream.pix_fmt = "yuv420p"
         for frame in clip:
@@ -112,7 +113,7 @@ def clip_folder(tmp_path):
                 rng, moving_shapes.clip_objects(rng, motion, 32, 10), 32
             )
             if i == 0:
-                _write_mp4(tmp_path / motion / "clip0.mp4", clip)
+                _write_clip(tmp_path / motion / "clip0.mp4", clip)
             else:
                 (tmp_path / motion / f"clip{i}.gif").write_bytes(encode_gif(clip))
     return tmp_path
@@ -127,13 +128,15 @@ def test_a_folder_of_gif_and_mp4_clips_loads(clip_folder):
     assert clip.shape == (5, 24, 24, 3) and clip.dtype == tf.uint8
 
 
-def test_gif_and_mp4_files_decode_to_their_frames(tmp_path):
-    """Both formats are lossy (a palette, a video codec); each stays near the frames."""
+def test_gif_and_ffmpeg_clips_decode_to_their_frames(tmp_path):
+    """Every format is lossy (a palette, a video codec); each stays near the frames."""
     rng = np.random.default_rng(3)
     clip = moving_shapes.render_clip(rng, moving_shapes.clip_objects(rng, "grow", 32, 6), 32)
-    _write_mp4(tmp_path / "a.mp4", clip)
+    names = [f"a{extension}" for extension in videos.FFMPEG_EXTENSIONS]
+    for name in names:
+        _write_clip(tmp_path / name, clip)
     (tmp_path / "a.gif").write_bytes(encode_gif(clip))
-    for name in ("a.mp4", "a.gif"):
+    for name in [*names, "a.gif"]:
         decoded = videos.read_clip(str(tmp_path / name), 6, (32, 32))
         assert decoded.shape == (6, 32, 32, 3) and decoded.dtype == np.uint8
         assert np.mean(np.abs(decoded.astype(float) - clip)) < 12, name
@@ -144,9 +147,29 @@ def test_a_corrupt_clip_is_named_or_skipped_and_counted(clip_folder, capsys):
     (clip_folder / "right" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 nope")
     with pytest.raises(DataError, match=r"broken\.(gif|mp4)"):
         videos.load(str(clip_folder))
+    _write_sound_only(clip_folder / "left" / "speech.mp4")
     data = videos.load(str(clip_folder), skip_bad_records=True)
     assert sum(data.num_examples.values()) == 12
-    assert "Skipped 2 unreadable clip(s)" in capsys.readouterr().err
+    assert "Skipped 3 unreadable clip(s)" in capsys.readouterr().err
+    (clip_folder / "right" / "broken.gif").unlink()
+    (clip_folder / "right" / "broken.mp4").unlink()
+    with pytest.raises(DataError, match=r"speech\.mp4.*no video stream"):
+        videos.load(str(clip_folder))
+
+
+def _write_sound_only(path):
+    """An MP4 holding an AAC sound and no video stream."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
 
 
 def test_folders_without_clips_or_classes_are_clear_errors(tmp_path):

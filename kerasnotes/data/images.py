@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -293,8 +294,10 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
         except (OSError, ValueError) as e:
             if not skip_bad_records:
                 reason = "missing or unreadable" if isinstance(e, OSError) else "corrupt"
+                detail = _first_line(str(e))
                 raise DataError(
-                    f"{unit.capitalize()} {file!r} of {listed_in} is {reason}. Fix or "
+                    f"{unit.capitalize()} {file!r} of {listed_in} is {reason}"
+                    f"{f' ({detail})' if detail else ''}. Fix or "
                     f"remove it, or set skip_bad_records=true to skip such {unit}s (they "
                     "are counted)."
                 ) from None
@@ -307,6 +310,12 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
             file=sys.stderr,
         )
     return items, skipped
+
+
+def _first_line(message: str, limit: int = 160) -> str:
+    """A decoder's message as one short line, without TensorFlow's node and op names."""
+    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\](\s*name:.*)?", "", message).strip()
+    return (message.splitlines() or [""])[0][:limit].rstrip(" .")
 
 
 def read_image(file: str, size) -> np.ndarray:

@@ -426,7 +426,11 @@ def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextDat
             labels = np.array([index[label] for _, _, label in rows], np.int64)
             return tf.data.Dataset.from_tensor_slices((texts, labels))
         tags = tf.ragged.constant([[index[t] for t in tags] for _, _, tags in rows], tf.int32)
-        return tf.data.Dataset.from_tensor_slices((texts, tags))
+        # The rows of a ragged tensor come out as ragged specs, which `padded_batch`
+        # refuses; each row is a plain vector, and `map` says so.
+        return tf.data.Dataset.from_tensor_slices((texts, tags)).map(
+            lambda text, row: (text, tf.identity(row))
+        )
 
     return TextData(
         train=part(records["train"]),

@@ -101,6 +101,8 @@ def _ffmpeg_frames(path: str) -> np.ndarray:
 
     try:
         with av.open(path) as container:
+            if not container.streams.video:  # An audio-only MP4 or WebM, say.
+                raise ValueError("it has no video stream")
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     except av.error.FFmpegError as e:
         raise ValueError(str(e)) from None
