@@ -6,6 +6,15 @@ on one line and exits with status 2. `TrainingError` means valid work failed whi
 running (for example the loss became NaN); the CLI exits with status 1.
 """
 
+import re
+
+
+def one_line(message: str, limit: int = 200) -> str:
+    """What a library's error says, as one short line for one of ours: its first line,
+    without TensorFlow's node and op names."""
+    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\](\s*name:.*)?", "", str(message)).strip()
+    return (message.splitlines() or [""])[0][:limit].rstrip(" .")
+
 
 class KerasnotesError(Exception):
     """Base class of every error kerasnotes raises on purpose."""

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from kerasnotes import training
-from kerasnotes.errors import DataError, UsageError
+from kerasnotes.errors import DataError, UsageError, one_line
 from kerasnotes.exports import check_writable, read_manifest, write_export
-from kerasnotes.files import disk_full_is_a_clear_error, read_json
+from kerasnotes.files import disk_full_is_a_clear_error, file_digest, read_json
 from kerasnotes.registry import get_spec
 from kerasnotes.tasks import get_task, task_for_model
 
 
 def _load_run(run_dir: str):
-    """(model name, config, data info, Keras model) of a finished run."""
+    """(model name, config, data info, Keras model) of a finished run, each file of
+    it checked before it is used: a `UsageError` names the file that is missing,
+    damaged or not the one the run wrote."""
     import keras
 
     for name in (training.CONFIG_FILE, training.DATA_FILE, training.MODEL_FILE):
@@ -23,12 +26,47 @@ def _load_run(run_dir: str):
                 f"{run_dir!r} is not a finished run directory: {name} is missing. Give the "
                 "--run-dir of a completed `kerasnotes train`."
             )
-    saved = read_json(os.path.join(run_dir, training.CONFIG_FILE))
-    model = saved.pop("model")
-    info = read_json(os.path.join(run_dir, training.DATA_FILE))
+    saved = _run_json(run_dir, training.CONFIG_FILE)
+    info = _run_json(run_dir, training.DATA_FILE)
+    state = (
+        _run_json(run_dir, training.STATE_FILE)
+        if os.path.isfile(os.path.join(run_dir, training.STATE_FILE))
+        else {}
+    )
+    model = saved.pop("model", None) if isinstance(saved, dict) else None
+    if not isinstance(model, str) or not isinstance(info, dict):
+        raise UsageError(
+            f"{run_dir!r} is not a run directory kerasnotes wrote: its "
+            f"{training.CONFIG_FILE} names no model or its {training.DATA_FILE} is no object."
+        )
     get_spec(model)  # Imports the builder's module, registering its custom layers.
-    net = keras.models.load_model(os.path.join(run_dir, training.MODEL_FILE))
+    path = os.path.join(run_dir, training.MODEL_FILE)
+    recorded = state.get(training.MODEL_DIGEST) if isinstance(state, dict) else None
+    if recorded is not None and file_digest(path) != recorded:
+        raise UsageError(
+            f"{path!r} is not the model this run saved (its SHA-256 differs from the one "
+            f"in {training.STATE_FILE}): it was replaced or damaged. Restore it, or train "
+            "again."
+        )
+    try:
+        net = keras.models.load_model(path)
+    except Exception as e:  # Keras raises anything from ValueError to zipfile's errors.
+        raise UsageError(
+            f"{path!r} cannot be loaded as a {model} model ({type(e).__name__}: "
+            f"{one_line(str(e))}). Restore it, or train again."
+        ) from None
     return model, saved, info, net
+
+
+def _run_json(run_dir: str, name: str):
+    """A JSON file of a run directory; a `UsageError` naming it if it is damaged."""
+    path = os.path.join(run_dir, name)
+    try:
+        return read_json(path)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(
+            f"{path!r} is damaged: it is not valid JSON ({e}). Restore it, or train again."
+        ) from None
 
 
 def _examples(run_dir: str, task, config: dict):
@@ -95,7 +133,7 @@ def export_run(run_dir: str, export_root: str = "saved_models", echo=print) -> s
     model, config, info, net = _load_run(run_dir)
     task = task_for_model(model)
     metrics_path = os.path.join(run_dir, training.METRICS_FILE)
-    metrics = read_json(metrics_path) if os.path.exists(metrics_path) else None
+    metrics = _run_json(run_dir, training.METRICS_FILE) if os.path.exists(metrics_path) else None
     return export_model(
         net,
         task,

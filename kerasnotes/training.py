@@ -36,9 +36,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kerasnotes import config as config_lib
-from kerasnotes.errors import ConfigError, TrainingError, UsageError
+from kerasnotes.errors import ConfigError, TrainingError, UsageError, one_line
 from kerasnotes.files import (
     disk_full_is_a_clear_error,
+    file_digest,
     probe_directory,
     read_json,
     write_json,
@@ -51,6 +52,7 @@ DATA_FILE = "data.json"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
+MODEL_DIGEST = "model_sha256"  # state.json's record of MODEL_FILE as the run saved it.
 HISTORY_FILE = "history.csv"
 EXAMPLES_DIR = "examples"
 NUM_EXAMPLES = 4
@@ -230,16 +232,22 @@ def check(model: str, task, config: Mapping[str, Any], run_dir: str, export_dir)
     keras.backend.clear_session()  # The real model gets the names it always had.
 
 
-def _atomic_save_weights(model, path: str) -> None:
-    """`model.save_weights(path)` through a new file renamed over the old one, so a
-    kill or a full disk while writing leaves the previous file whole."""
-    partial = os.path.join(os.path.dirname(path), "partial.weights.h5")
+def _atomic_save(save, path: str) -> None:
+    """`save(partial)` then `partial` renamed over `path` (a sibling with the same
+    suffix, which Keras reads as the format), so a kill or a full disk while writing
+    leaves the previous file whole."""
+    name = os.path.basename(path)
+    partial = os.path.join(os.path.dirname(path), f"partial.{name.split('.', 1)[-1]}")
     try:
-        model.save_weights(partial, overwrite=True)
+        save(partial)
         os.replace(partial, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
+
+
+def _atomic_save_weights(model, path: str) -> None:
+    _atomic_save(lambda partial: model.save_weights(partial, overwrite=True), path)
 
 
 def _callbacks(run_dir: str, config: Mapping[str, Any], resume: bool) -> list:
@@ -365,7 +373,10 @@ def train(
         f"replaced whole): free some space, then continue with `kerasnotes train {model} "
         f"--run-dir {run_dir} --resume`."
     )
-    with disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice):
+    with (
+        disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice),
+        _failures_recorded(run_dir),
+    ):
         _start_run_directory(model, task, config, run, run_dir, resume, echo)
         history, train_seconds = _fit(task, run, config, run_dir, resume)
         last_epoch = history.epoch[-1] + 1 if history.epoch else config["epochs"]
@@ -396,6 +407,7 @@ def train(
             "status": "complete",
             "epochs": config["epochs"],
             "epochs_trained": last_epoch,
+            MODEL_DIGEST: file_digest(os.path.join(run_dir, MODEL_FILE)),
             "export": exported,
         },
     )
@@ -476,6 +488,23 @@ def _load_and_build(model: str, task, config) -> _Run:
     )
 
 
+@contextlib.contextmanager
+def _failures_recorded(run_dir: str):
+    """A run that stops on an error says so in its state file (`failed` or
+    `interrupted`, with the error); only a killed process leaves `training` behind.
+    Its backups stay: `--resume` continues it either way."""
+    try:
+        yield
+    except BaseException as e:
+        path = os.path.join(run_dir, STATE_FILE)
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        with contextlib.suppress(OSError, ValueError):  # A full disk, a damaged file.
+            if os.path.isfile(path):
+                error = f"{type(e).__name__}: {one_line(str(e))}"
+                write_json(path, {**read_json(path), "status": status, "error": error})
+        raise
+
+
 def _start_run_directory(model, task, config, run: _Run, run_dir, resume, echo) -> None:
     """Inputs are valid: only now is the run directory written."""
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
@@ -538,7 +567,13 @@ def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
         weights_epoch = _restore_best(run.trained, run_dir, last_epoch)
         if weights_epoch != last_epoch:
             echo(f"Restored the weights of epoch {weights_epoch} (lowest validation loss).")
-    run.net.save(os.path.join(run_dir, MODEL_FILE))
+    model_path = os.path.join(run_dir, MODEL_FILE)
+    _atomic_save(run.net.save, model_path)
+    # What `runs` checks before it loads the model: this file, whole and unreplaced.
+    write_json(
+        os.path.join(run_dir, STATE_FILE),
+        {"status": "trained", "epochs_trained": last_epoch, MODEL_DIGEST: file_digest(model_path)},
+    )
     echo("Evaluating on the held-out split...")
     predictor = task.model_predictor(run.net, run.info, config)
     metrics = task.evaluate(predictor, run.data, run.info, config)

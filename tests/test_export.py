@@ -12,7 +12,7 @@ import kerasnotes
 from kerasnotes.data import scenes
 from kerasnotes.errors import DataError, TrainingError, UsageError
 from kerasnotes.exports import MANIFEST, versions
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 TF_ONLY = textwrap.dedent(
     """
@@ -183,6 +183,45 @@ def test_evaluate_export_matches_run(trained):
     assert from_run["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert from_export["accuracy"] == pytest.approx(from_run["accuracy"])
     assert from_export["loss"] == pytest.approx(from_run["loss"], rel=1e-4)
+
+
+def test_a_damaged_run_directory_is_named_before_it_is_loaded(trained, tmp_path):
+    import shutil
+
+    import keras
+
+    result, _ = trained
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(other)
+    model = os.path.join(result.run_dir, "model.keras")
+    with open(model, "rb") as f:
+        saved = f.read()
+    damages = {
+        "another model": ("model.keras", other.read_bytes(), "not the model this run saved"),
+        "truncated model": ("model.keras", saved[: len(saved) // 2], "not the model this run"),
+        "truncated config": ("config.json", b'{"model": "cnn", "epo', "not valid JSON"),
+        "missing model": ("model.keras", None, "model.keras is missing"),
+    }
+    for damage, (name, content, fragment) in damages.items():
+        run = tmp_path / damage.replace(" ", "-")
+        shutil.copytree(result.run_dir, run)
+        if content is None:
+            os.unlink(run / name)
+        else:
+            (run / name).write_bytes(content)
+        for command in (["evaluate"], ["export", "--export-dir", str(tmp_path / "x")]):
+            assert_one_line_error(run_cli(*command, str(run)), name, fragment)
+    assert not (tmp_path / "x").exists()
+    # A run saved before its model's digest was recorded still loads; a damaged model
+    # is then named by what Keras found.
+    run = tmp_path / "unrecorded"
+    shutil.copytree(result.run_dir, run)
+    state = json.loads((run / "state.json").read_text())
+    del state["model_sha256"]
+    (run / "state.json").write_text(json.dumps(state))
+    assert kerasnotes.evaluate(str(run))["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    (run / "model.keras").write_bytes(saved[: len(saved) // 2])
+    assert_one_line_error(run_cli("evaluate", str(run)), "model.keras", "cannot be loaded")
 
 
 def test_evaluate_rejects_a_mismatched_dataset(trained):

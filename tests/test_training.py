@@ -144,6 +144,8 @@ def test_nan_loss_stops_with_exit_1(tmp_path):
     assert "Error: The loss became nan at epoch 1, batch 1" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "backup").exists()  # no NaN weights were backed up
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["status"] == "failed" and "loss became nan" in state["error"], state
 
 
 def _epochs_in(history_csv):

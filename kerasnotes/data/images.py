@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -23,7 +22,7 @@ from kerasnotes.data.downloads import (
     tfds_parts,
     tfds_source,
 )
-from kerasnotes.errors import DataError
+from kerasnotes.errors import DataError, one_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 DEFAULT_FOLDER_IMAGE_SIZE = 64
@@ -294,7 +293,7 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
         except (OSError, ValueError) as e:
             if not skip_bad_records:
                 reason = "missing or unreadable" if isinstance(e, OSError) else "corrupt"
-                detail = _first_line(str(e))
+                detail = one_line(str(e), limit=160)
                 raise DataError(
                     f"{unit.capitalize()} {file!r} of {listed_in} is {reason}"
                     f"{f' ({detail})' if detail else ''}. Fix or "
@@ -310,12 +309,6 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
             file=sys.stderr,
         )
     return items, skipped
-
-
-def _first_line(message: str, limit: int = 160) -> str:
-    """A decoder's message as one short line, without TensorFlow's node and op names."""
-    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\](\s*name:.*)?", "", message).strip()
-    return (message.splitlines() or [""])[0][:limit].rstrip(" .")
 
 
 def read_image(file: str, size) -> np.ndarray:
