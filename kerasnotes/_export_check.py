@@ -14,7 +14,9 @@ problem and exits 1 if there is any.
 With `--serve` the interpreter stays up and checks one export per line of standard
 input (`{"export_dir": ..., "check": CHECK_JSON's content}`), answering each with one
 line of JSON (`{"problems": [...]}`) on standard output, so a process that exports
-several models pays TensorFlow's start-up once. It ends when its input closes.
+several models pays TensorFlow's start-up once. It ends when its input closes, and
+within a fraction of a second of its parent (`KERASNOTES_CHECK_PARENT`, the parent's
+pid) ending, even in the middle of a check or with its input held open elsewhere.
 """
 
 import base64
@@ -22,6 +24,8 @@ import gc
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 
 import numpy as np
@@ -108,7 +112,21 @@ def _checked(export_dir, spec):
     return problems
 
 
+def _end_with(parent):
+    """Exit as soon as the process `parent` is no longer this one's parent: a parent
+    killed with SIGKILL closes nothing in time for a check under way to notice."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def serve():
+    parent = os.environ.get("KERASNOTES_CHECK_PARENT")
+    _end_with(int(parent) if parent else os.getppid())
     # Answers go to the original standard output; anything else written to it (by
     # TensorFlow or Python) goes to standard error instead.
     answers = os.fdopen(os.dup(1), "w")

@@ -130,7 +130,7 @@ class _Checker:
     Started at the first export and kept for the next ones, so a process that exports
     several models pays TensorFlow's start-up once; each export is still loaded from disk
     by an interpreter that has never imported Keras or kerasnotes. It ends with this
-    process (its input closes).
+    process, however this one ends (it watches for its parent).
     """
 
     def __init__(self):
@@ -146,7 +146,11 @@ class _Checker:
             stdout=subprocess.PIPE,
             stderr=self.errors,
             text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "KERASNOTES_CHECK_PARENT": str(os.getpid()),
+            },
         )
 
     def problems(self, export_dir: str, check: dict) -> list[str]:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import subprocess
@@ -151,6 +152,53 @@ def test_the_check_names_a_wrong_answer_and_outlives_its_checker(trained, tmp_pa
         )
     with pytest.raises(TrainingError, match="TensorFlow-only process"):
         exports.verify(str(tmp_path), manifest["signatures"], [])
+
+
+KILLED_PARENT = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from kerasnotes import exports
+    exports._checker._start()
+    checker = exports._checker.process
+    # A child holding the checker's input open: its end of input never comes.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              pass_fds=[checker.stdin.fileno()])
+    print(checker.pid, holder.pid, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_the_checker_ends_with_a_parent_killed_mid_work():
+    import signal
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE, text=True
+    )
+    checker, holder = map(int, parent.stdout.readline().split())
+    try:
+        os.kill(checker, 0)  # It is running.
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(checker):
+            time.sleep(0.1)
+        assert not _alive(checker), "the checker outlived its killed parent"
+    finally:
+        for pid in (checker, holder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.kill()
+
+
+def _alive(pid):
+    """Whether `pid` runs (a zombie, dead but not yet reaped by init, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _write(path, data):
