@@ -362,6 +362,24 @@ class PositionEmbedding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")
+class AtLeastOneStep(layers.Layer):
+    """Token ids `(batch, time)` padded with one 0 (padding) when `time` is 0.
+
+    A batch of empty texts tokenizes to no steps at all, which recurrent layers cannot
+    run; one padding step (masked like any other) lets the model answer them as it
+    answers an empty text among longer ones. Other batches pass unchanged.
+    """
+
+    def call(self, inputs):
+        steps = ops.maximum(ops.shape(inputs)[1], 1)
+        padded = ops.pad(inputs, [[0, 0], [0, 1]])
+        return padded[:, :steps]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
 class TransposeBatchTime(layers.Layer):
     """Swaps the first two axes: `(batch, time, ...)` <-> `(time, batch, ...)`.
 

@@ -13,6 +13,7 @@ import kerasnotes
 from kerasnotes.data import sentences
 from kerasnotes.data import text as text_data
 from kerasnotes.errors import DataError
+from kerasnotes.exports import MANIFEST
 from kerasnotes.testing import check_model
 from kerasnotes.text import EXAMPLE_VOCABULARY
 from tests.conftest import run_cli, train_quietly
@@ -412,7 +413,16 @@ labels = rnn["serving_default"](text=tf.constant(
     ["the plot was not good but the acting was great", "the acting was great but the plot was not good"]))
 tags = tagger["serving_default"](text=tf.constant(["jordan said hello", "victoria corp was sold today"]))
 found = rnn["neighbours"](word=tf.constant(["good"]))
+# Empty texts alone (no steps at all) are answered as they are among longer ones.
+alone = rnn["serving_default"](text=tf.constant(["", ""]))["scores"].numpy()
+among = rnn["serving_default"](text=tf.constant(["", "a longer text"]))["scores"].numpy()
+no_ids = rnn["serving_token_ids"](token_ids=tf.zeros([1, 0], tf.int64))["scores"].numpy()
+no_tags = tagger["serving_default"](text=tf.constant([""]))
+no_tag_ids = tagger["serving_token_ids"](token_ids=tf.zeros([1, 0], tf.int64))
 print(json.dumps({
+    "empty": [alone[0].tolist(), among[0].tolist(), no_ids[0].tolist()],
+    "empty_tags": [list(no_tags["tags"].shape), list(no_tags["tag_scores"].shape),
+                   list(no_tags["tokens"].shape), list(no_tag_ids["tag_scores"].shape)],
     "labels": [l.decode() for l in labels["label"].numpy()],
     "tokens": [[t.decode() for t in row] for row in tags["tokens"].numpy()],
     "tags": [[t.decode() for t in row] for row in tags["tags"].numpy()],
@@ -440,6 +450,11 @@ print(json.dumps({
     assert out["tags"][1] == ["B-ORG", "I-ORG", "O", "O", "O"]
     assert len(out["neighbours"]) == 10 and "good" not in out["neighbours"]
     assert not out["kerasnotes"]
+    alone, among, no_ids = out["empty"]
+    assert np.allclose(alone, among, atol=1e-5) and np.allclose(alone, no_ids, atol=1e-5)
+    manifest = pathlib.Path(trained_tagger[0].export_dir) / MANIFEST
+    classes = len(json.loads(manifest.read_text())["data"]["class_names"])
+    assert out["empty_tags"] == [[1, 0], [1, 0, classes], [1, 0], [1, 0, classes]]
 
 
 def test_predict_and_neighbours_at_the_cli(trained_rnn, trained_tagger, tmp_path):

@@ -28,6 +28,7 @@ import keras
 from keras import layers
 
 from kerasnotes.layers import (
+    AtLeastOneStep,
     AttentionPooling1D,
     MaskedGlobalMaxPooling1D,
     TransposeBatchTime,
@@ -111,6 +112,7 @@ def build_rnn(
     # Token ids -> predictions: the part a `token_ids` signature serves.
     token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     ids = TransposeBatchTime(name="batch_major")(token_ids) if time_major else token_ids
+    ids = AtLeastOneStep(name="at_least_one_step")(ids)  # A batch of empty texts.
     if embeddings:
         matrix, _ = read_vectors(embeddings, vocabulary)
         embedding_dim = matrix.shape[1]

@@ -294,21 +294,26 @@ class TextTask:
                 return {"label": names, "scores": scores}
             return {"tags": names, "tag_scores": scores}
 
+        def tagged(result, real):
+            """Tags where `real` (batch, time) has tokens, cut to its steps (the model
+            pads a batch of empty texts to one step)."""
+            steps = tf.shape(real)[1]
+            result["tag_scores"] = result["tag_scores"][:, :steps]
+            result["tags"] = tf.where(real, result["tags"][:, :steps], "")
+            return result
+
         def serving_default(text):
             result = outputs(model(text, training=False))
             if self.kind == "tagging":
-                tokens = tf.strings.split(text).to_tensor("")
-                real = tokens != ""
-                result["tokens"] = tokens
-                result["tags"] = tf.where(real, result["tags"], "")
+                result["tokens"] = tf.strings.split(text).to_tensor("")
+                result = tagged(result, result["tokens"] != "")
             return result
 
         def serving_token_ids(token_ids):
-            scores = network(token_ids, training=False)
-            result = outputs(scores)
+            result = outputs(network(token_ids, training=False))
             if self.kind == "tagging":
                 ids = tf.transpose(token_ids) if time_major else token_ids
-                result["tags"] = tf.where(ids != 0, result["tags"], "")
+                result = tagged(result, ids != 0)
             return result
 
         signatures = {
