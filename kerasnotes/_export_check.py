@@ -8,7 +8,8 @@ Run as a script in a fresh interpreter (never imported by kerasnotes):
 CHECK_JSON holds the signature contract (names, dtypes, shapes of inputs and outputs)
 and examples with the answers the Keras model gave. Both `tf.saved_model.load` and the
 session-based loader used by `saved_model_cli` and TensorFlow Serving must load the
-export, expose exactly the contract and give those answers. Prints one line per
+export, expose exactly the contract and give those answers, and every signature must
+answer an empty batch with empty outputs. Prints one line per
 problem and exits 1 if there is any.
 
 With `--serve` the interpreter stays up and checks one export per line of standard
@@ -83,6 +84,34 @@ def check(export_dir, spec):
         result = loaded.signatures[name](**feed)
         for key, want in example["outputs"].items():
             _compare(f"tf.saved_model.load {name}", key, result[key].numpy(), want, problems)
+
+    # An empty batch (every unknown size 0; settings as in an example) is answered with
+    # empty outputs, as a server batching requests expects.
+    for name, want in contract.items():
+        if name not in loaded.signatures:
+            continue
+        settings = next((e["inputs"] for e in examples if e["signature"] == name), {})
+        feed = {}
+        for key, (dtype, shape) in want["inputs"].items():
+            if not shape:
+                if key not in settings:
+                    break  # No example gives this setting.
+                feed[key] = tf.constant(_decode(settings[key], dtype))
+            else:
+                empty = [0 if d is None else d for d in shape]
+                feed[key] = tf.zeros(empty, dtype)
+        else:
+            try:
+                result = loaded.signatures[name](**feed)
+            except Exception as e:
+                problems.append(f"{name}: an empty batch fails: {str(e).strip().splitlines()[0]}")
+                continue
+            for key, value in result.items():
+                if value.shape[0] != 0:
+                    problems.append(
+                        f"{name}: output {key!r} has shape {value.shape.as_list()} for an "
+                        "empty batch, expected a first size of 0"
+                    )
 
     # 2. The session-based loader of saved_model_cli and TensorFlow Serving.
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:

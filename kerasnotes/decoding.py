@@ -87,6 +87,29 @@ def check_sampling(settings) -> None:
         integer("seed", -(2**63))
 
 
+def _sampling_checks(max_length, temperature, top_k, top_p) -> list:
+    """Assertions (in the graph, or raised at once when eager) that the sampling
+    settings are in `check_sampling`'s ranges; each message names the setting."""
+
+    def check(ok, says, value):
+        return tf.debugging.Assert(ok, [says, value])
+
+    return [
+        check(max_length >= 1, "max_length must be an integer >= 1, got", max_length),
+        check(
+            tf.math.is_finite(temperature) & (temperature >= 0),
+            "temperature must be a number >= 0, got",
+            temperature,
+        ),
+        check(top_k >= 0, "top_k must be an integer >= 0, got", top_k),
+        check(
+            tf.math.is_finite(top_p) & (top_p > 0) & (top_p <= 1),
+            "top_p must be a number in (0, 1], got",
+            top_p,
+        ),
+    ]
+
+
 def _apply_top_k_top_p(logits, top_k, top_p):
     """`logits` with every token outside the `top_k` best and outside the smallest set
     whose probability reaches `top_p` set to `NEGATIVE` (`top_k` 0 and `top_p` 1 keep
@@ -129,7 +152,8 @@ def decode(
         prompt: `(batch, time)` int token ids; `prompt_lengths` `(batch,)` of them count
             (at least 1 each).
         max_new_tokens: the most tokens to generate per row (a scalar, may be a tensor;
-            at least 1).
+            at least 1). It and the sampling settings out of `check_sampling`'s ranges
+            are an `InvalidArgumentError` naming the setting.
         beam_width: more than 1 for beam search (a Python int).
         sample: a boolean (may be a tensor): sample with `temperature`, `top_k` and
             `top_p`, else choose the most likely token. `temperature` 0 is greedy.
@@ -153,7 +177,14 @@ def decode(
         raise ValueError("Beam search does not sample: pass sample=False with beam_width > 1.")
     prompt = tf.cast(prompt, tf.int64)
     prompt_lengths = tf.cast(prompt_lengths, tf.int32)
-    max_new_tokens = tf.maximum(tf.cast(max_new_tokens, tf.int32), 1)
+    max_new_tokens = tf.cast(max_new_tokens, tf.int32)
+    temperature = tf.cast(temperature, tf.float32)
+    top_k, top_p = tf.cast(top_k, tf.int32), tf.cast(top_p, tf.float32)
+    # The graph's own `check_sampling`, for callers of an export's signatures.
+    with tf.control_dependencies(_sampling_checks(max_new_tokens, temperature, top_k, top_p)):
+        prompt, max_new_tokens, temperature, top_k, top_p = (
+            tf.identity(t) for t in (prompt, max_new_tokens, temperature, top_k, top_p)
+        )
     batch = tf.shape(prompt)[0]
     rows = batch * beam
     stop = tf.reshape(tf.constant(stop, tf.int64) if not tf.is_tensor(stop) else stop, [-1])
@@ -174,7 +205,6 @@ def decode(
     generated = tf.zeros([rows], tf.int32)  # Tokens generated so far, the stop included.
     window = tf.zeros([rows, stop_size], tf.int64)  # The last generated tokens.
     sample = tf.convert_to_tensor(sample, tf.bool)
-    temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int64)
 
     def choose(t, logits, scores, finished, forced):
@@ -198,9 +228,7 @@ def decode(
             tokens = tf.cast(tf.reshape(top % vocabulary_size, [-1]), tf.int64)
             return tokens, origin, tf.reshape(top_scores, [-1])
         greedy = tf.argmax(log_probs, axis=-1)
-        filtered = _apply_top_k_top_p(
-            log_probs / tf.maximum(temperature, 1e-6), tf.cast(top_k, tf.int32), top_p
-        )
+        filtered = _apply_top_k_top_p(log_probs / tf.maximum(temperature, 1e-6), top_k, top_p)
         sampled = tf.random.stateless_categorical(
             filtered, 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]), dtype=tf.int64
         )[:, 0]

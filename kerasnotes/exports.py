@@ -184,6 +184,66 @@ def verify(export_dir: str, contract: dict, examples: list[dict]) -> None:
         raise TrainingError(f"The export failed its check in a TensorFlow-only process: {detail}")
 
 
+def checked_inputs(fn, input_signature, batch_axes=None):
+    """`fn` (a signature function of `input_signature`'s named inputs) with its inputs
+    checked in the graph before `fn` sees them, the same for every signature:
+
+    - float inputs (pixels, samples) must be finite: NaN or infinity is an
+      `InvalidArgumentError` naming the input;
+    - batched inputs (rank 1 or more) must agree on the batch size, an error naming
+      both inputs otherwise;
+    - a batch of 0 is answered with empty outputs (the dtypes and the known sizes of
+      `fn`'s outputs), as a server batching requests expects, never run through `fn`.
+
+    `batch_axes` maps an input's name to its batch axis where it is not 0 (time-major
+    token ids); inputs of rank 0 (sampling settings) are passed through, `fn` checks
+    their ranges.
+    """
+    import tensorflow as tf
+
+    batch_axes = batch_axes or {}
+    batched = [
+        (i, spec.name, batch_axes.get(spec.name, 0))
+        for i, spec in enumerate(input_signature)
+        if spec.shape.rank != 0
+    ]
+
+    def checked(*inputs):
+        checks = [
+            tf.debugging.assert_all_finite(value, f"Input {spec.name} has NaN or infinite values")
+            for spec, value in zip(input_signature, inputs, strict=True)
+            if spec.dtype.is_floating
+        ]
+        sizes = [(name, tf.shape(inputs[i])[axis]) for i, name, axis in batched]
+        for name, size in sizes[1:]:
+            checks.append(
+                tf.debugging.assert_equal(
+                    size,
+                    sizes[0][1],
+                    message=f"Inputs {sizes[0][0]} and {name} differ in batch size",
+                )
+            )
+        with tf.control_dependencies(checks):
+            inputs = [tf.identity(value) for value in inputs]
+        if not sizes:
+            return fn(*inputs)
+        traced = {}
+
+        def answer():
+            traced["outputs"] = fn(*inputs)
+            return traced["outputs"]
+
+        def empty():  # Traced after `answer` (tf.cond builds its true branch first).
+            return tf.nest.map_structure(
+                lambda t: tf.zeros([0, *(d or 0 for d in t.shape[1:])], t.dtype),
+                traced["outputs"],
+            )
+
+        return tf.cond(sizes[0][1] > 0, answer, empty)
+
+    return checked
+
+
 def write_export(
     model,
     task,
@@ -217,7 +277,8 @@ def write_export(
         archive = keras.export.ExportArchive()
         archive.track(model)
         signatures = task.signatures(model, info, config)
-        for signature, (fn, input_signature) in signatures.items():
+        for signature, (fn, input_signature, *batch_axes) in signatures.items():
+            fn = checked_inputs(fn, input_signature, *batch_axes)
             archive.add_endpoint(signature, fn, input_signature=input_signature)
         saved_model_dir = os.path.join(staging, "export")
         archive.write_out(saved_model_dir, verbose=False)

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.exports import checked_inputs
 from kerasnotes.registry import create_model, get_spec
 from kerasnotes.tasks import get_task
 from kerasnotes.training import learns_by_counting
@@ -78,8 +79,10 @@ def check_model(name: str, **hyperparameters) -> None:
         # Export round trip through the tensor signature.
         archive = keras.export.ExportArchive()
         archive.track(model)
-        for signature, (fn, input_signature) in task.signatures(model, info, config).items():
-            archive.add_endpoint(signature, fn, input_signature=input_signature)
+        for signature, (fn, specs, *axes) in task.signatures(model, info, config).items():
+            archive.add_endpoint(
+                signature, checked_inputs(fn, specs, *axes), input_signature=specs
+            )
         archive.write_out(os.path.join(tmp, "export"), verbose=False)
         served = tf.saved_model.load(os.path.join(tmp, "export"))
         got, want = task.served_and_predicted(model, served, x, config)

@@ -12,7 +12,7 @@ import tensorflow as tf
 import kerasnotes
 from kerasnotes.data import scenes
 from kerasnotes.errors import DataError, TrainingError, UsageError
-from kerasnotes.exports import MANIFEST, versions
+from kerasnotes.exports import MANIFEST, checked_inputs, versions
 from tests.conftest import assert_one_line_error, run_cli
 
 TF_ONLY = textwrap.dedent(
@@ -356,3 +356,43 @@ def test_concurrent_exports_give_intact_versions(trained, tmp_path):
     (tmp_path / "a.png").write_bytes(tf.io.encode_png(image).numpy())
     served = [serve_in_tf_only_process(str(root / "cnn" / v), [tmp_path / "a.png"]) for v in "12"]
     assert served[0] == served[1]
+
+
+def test_every_signature_checks_its_inputs_before_the_model_sees_them():
+    """Pixels must be finite, batched inputs agree on their batch size, and a batch of 0
+    is answered with empty outputs of the right dtypes and sizes without running the
+    model (which here would fail on it)."""
+    calls = []
+
+    def fn(images, question, temperature):
+        calls.append(1)
+        first = images[0, 0]  # Fails for an empty batch.
+        scores = tf.reduce_sum(images, axis=1) * temperature + first
+        return {"scores": scores, "answer": tf.strings.as_string(question)}
+
+    specs = [
+        tf.TensorSpec([None, 3], tf.float32, name="images"),
+        tf.TensorSpec([None], tf.int32, name="question"),
+        tf.TensorSpec([], tf.float32, name="temperature"),
+    ]
+    served = tf.function(checked_inputs(fn, specs), input_signature=specs)
+    out = served(tf.ones([2, 3]), tf.constant([1, 2]), tf.constant(2.0))
+    assert out["scores"].numpy().tolist() == [7.0, 7.0] and out["answer"].numpy().tolist() == [b"1", b"2"]  # fmt: skip
+    empty = served(tf.zeros([0, 3]), tf.zeros([0], tf.int32), tf.constant(2.0))
+    assert empty["scores"].shape == (0,) and empty["answer"].dtype == tf.string
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images and question differ in batch size"):  # fmt: skip
+        served(tf.ones([2, 3]), tf.constant([1]), tf.constant(1.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Input images has NaN or infinite"):
+        served(tf.constant([[1.0, float("nan"), 0.0]]), tf.constant([1]), tf.constant(1.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Input temperature has NaN"):
+        served(tf.ones([1, 3]), tf.constant([1]), tf.constant(float("inf")))
+    # Time-major inputs name their batch axis.
+    time_major = [tf.TensorSpec([None, None], tf.int64, name="token_ids")]
+    served = tf.function(
+        checked_inputs(
+            lambda ids: {"n": tf.reduce_sum(ids, axis=0)}, time_major, {"token_ids": 1}
+        ),
+        input_signature=time_major,
+    )
+    assert served(tf.zeros([0, 3], tf.int64))["n"].shape == (3,)  # No steps, three texts.
+    assert served(tf.zeros([4, 0], tf.int64))["n"].shape == (0,)

@@ -321,6 +321,7 @@ class TextTask:
             "serving_token_ids": (
                 serving_token_ids,
                 [tf.TensorSpec([None, None], tf.int64, name="token_ids")],
+                {"token_ids": 1 if time_major else 0},  # The batch axis.
             ),
         }
         embedding = find_embedding(model)
