@@ -32,7 +32,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "seed": 0,
     "strategy": "default",
-    "image_size": None,
     "skip_bad_records": False,
     # The optimizer: SGD's momentum and Nesterov momentum, gradient clipping.
     "momentum": None,
@@ -303,7 +302,7 @@ def validate_training(config: Mapping[str, Any]) -> None:
             f"Invalid nesterov true for optimizer {config['optimizer']!r}: Nesterov "
             "momentum applies to sgd."
         )
-    size = config["image_size"]
+    size = config.get("image_size")  # Models of images and clips only.
     if size is not None and not (
         (isinstance(size, int) and not isinstance(size, bool) and size > 0)
         or (

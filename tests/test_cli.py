@@ -136,6 +136,9 @@ def bad_folders(tmp_path_factory):
             ["Unknown configuration key 'fliters'", "filters"],
         ),
         (["train", "cnn", "--set", "filters=abc"], ["Invalid value 'abc' for 'filters'"]),
+        # image_size belongs to models of images and clips; elsewhere it would be ignored.
+        (["train", "rnn", "--set", "image_size=32"], ["Unknown configuration key 'image_size'"]),
+        (["train", "wavenet", "--set", "image_size=32"], ["key 'image_size'"]),
         (["train", "cnn", "--epochs", "many"], ["'many' is not a valid integer"]),
         (
             ["train", "cnn", "--dataset", "shapes/small", "--set", "filters=[0,8]"],

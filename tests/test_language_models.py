@@ -98,6 +98,7 @@ def test_folders_split_by_file_name_or_by_file(tmp_path):
         (b"caf\xe9 au lait", r"not UTF-8: invalid byte 0xe9 at byte offset 3"),
         (b"", r"is empty"),
         (b"  \n\n ", r"is empty"),
+        (b"ab ab ab \n", r"has 10 characters: too few to cut into training, validation and test"),
     ],
 )
 def test_bad_text_files_get_clear_errors(tmp_path, content, message):
@@ -105,6 +106,22 @@ def test_bad_text_files_get_clear_errors(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(DataError, match=message):
         corpus.load(str(path))
+
+
+def test_a_folder_file_that_is_not_utf8_is_named_or_skipped(tmp_path, capsys):
+    books = tmp_path / "books"
+    books.mkdir()
+    for i in range(4):
+        (books / f"book{i}.txt").write_text(f"book {i}\n" * 30)
+    (books / "latin1.txt").write_bytes(b"caf\xe9 au lait\n" * 30)
+    with pytest.raises(
+        DataError, match=r"latin1.txt.*not UTF-8: invalid byte 0xe9 at byte offset 3"
+    ):
+        corpus.load(str(books))
+    data = corpus.load(str(books), skip_bad_records=True)
+    assert "Skipped 1 unreadable text file(s)" in capsys.readouterr().err
+    text = "".join(data.text(split) for split in corpus.SPLITS)
+    assert "caf" not in text and all(f"book {i}\n" in text for i in range(4))
 
 
 def test_a_corpus_shorter_than_the_batches_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from kerasnotes.data import moving_shapes, videos
 from kerasnotes.errors import DataError
 from kerasnotes.tasks.video_classification import encode_gif
-from tests.conftest import run_cli, train_quietly
+from tests.conftest import assert_one_line_error, run_cli, train_quietly
 
 # Data ------------------------------------------------------------------------------------
 
@@ -245,7 +245,17 @@ def test_predict_takes_gif_and_mp4_files_and_names_bad_ones(trained_video, clip_
     assert "clip1.gif" in proc.stdout and "clip0.mp4" in proc.stdout
     (clip_folder / "bad.gif").write_bytes(b"GIF89a nothing")
     bad = run_cli("predict", trained_video.export_dir, str(clip_folder / "bad.gif"))
-    assert bad.returncode == 2 and "bad.gif" in bad.stderr and "Traceback" not in bad.stderr
+    assert_one_line_error(bad, "Corrupt or unsupported clip", "bad.gif")
+    # Inputs of the wrong kind: a photo (a clip of one frame to a decoder, once labelled)
+    # and a sound in a video container (no video stream) are named, not labelled.
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "red").save(clip_folder / "photo.jpg")
+    bad = run_cli("predict", trained_video.export_dir, str(clip_folder / "photo.jpg"))
+    assert_one_line_error(bad, "Unsupported clip", "photo.jpg", "expected an animated GIF")
+    _write_sound_only(clip_folder / "speech.mp4")
+    bad = run_cli("predict", trained_video.export_dir, str(clip_folder / "speech.mp4"))
+    assert_one_line_error(bad, "speech.mp4", "no video stream")
 
 
 # The model ---------------------------------------------------------------------------------

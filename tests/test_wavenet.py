@@ -243,6 +243,10 @@ def test_predict_takes_wav_files_and_names_bad_ones(trained_wavenet, tmp_path):
     (tmp_path / "noise.wav").write_bytes(b"RIFF....WAVEnothing")
     bad = run_cli("predict", trained_wavenet.export_dir, str(tmp_path / "noise.wav"))
     assert bad.returncode == 2 and "noise.wav" in bad.stderr and "Traceback" not in bad.stderr
+    # A WAV of no samples was once padded to silence and labelled.
+    _write_wav(tmp_path / "silent.wav", np.zeros(0), 8000)
+    bad = run_cli("predict", trained_wavenet.export_dir, str(tmp_path / "silent.wav"))
+    assert_one_line_error(bad, "silent.wav", "it has no samples")
 
 
 def test_a_wav_folder_trains_from_the_cli(wav_folder, tmp_path):
@@ -323,8 +327,17 @@ def test_a_csv_of_series_is_scaled_and_split_in_time(series_csv, tmp_path):
     restored = data.test[0] * data.scale + data.offset
     assert restored[0] == pytest.approx(float(series_csv.read_text().splitlines()[361].split(",")[1]), abs=1e-3)  # fmt: skip
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n")
-    with pytest.raises(DataError, match=r"line 3: 'x'"):
+    with pytest.raises(DataError, match=r"line 3: 'x' in a numeric column.*skip_bad_records"):
         series.load(str(tmp_path / "bad.csv"))
+    rows = [f"{i},{i * 2}" for i in range(30)]
+    rows[4], rows[9] = "4,n/a", "9"  # Lines 6 and 11: a text value, a missing column.
+    (tmp_path / "gaps.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"gaps.csv' line 6: 'n/a'"):
+        series.load(str(tmp_path / "gaps.csv"))
+    kept = series.load(str(tmp_path / "gaps.csv"), skip_bad_records=True)
+    values = np.concatenate([kept.train[0], kept.validation[0], kept.test[0]])
+    restored = np.round(values * kept.scale + kept.offset).astype(int)
+    assert restored.tolist() == [i for i in range(30) if i not in (4, 9)]
     (tmp_path / "short.csv").write_text("a\n1\n2\n3\n")
     with pytest.raises(DataError, match="too few"):
         series.load(str(tmp_path / "short.csv"))

@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder, tfds_source
-from kerasnotes.data.images import read_text
+from kerasnotes.data.images import read_files, read_text
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
@@ -61,8 +61,12 @@ class Corpus:
         return self._texts[split]
 
 
-def load(dataset: str | None, *, data_dir: str | None = None) -> Corpus:
-    """Load a corpus: `None` (the embedded default), an embedded name, a path or a tfds name."""
+def load(
+    dataset: str | None, *, data_dir: str | None = None, skip_bad_records: bool = False
+) -> Corpus:
+    """Load a corpus: `None` (the embedded default), an embedded name, a path or a tfds
+    name. With `skip_bad_records`, unreadable or non-UTF-8 files of a folder are skipped
+    (and counted) instead of stopping the load."""
     dataset = dataset or EMBEDDED[0]
     if dataset in EMBEDDED:
         _, _, size = dataset.partition("/")
@@ -71,7 +75,7 @@ def load(dataset: str | None, *, data_dir: str | None = None) -> Corpus:
         builder.download_and_prepare()
         return _from_builder(builder, dataset)
     if os.path.exists(dataset):
-        return _from_path(dataset)
+        return _from_path(dataset, skip_bad_records)
     if os.sep in dataset or dataset.startswith((".", "~")):
         raise DataError(f"Dataset path {dataset!r} does not exist; expected {valid_datasets()}.")
     builder = tfds_builder(dataset, data_dir, valid=valid_datasets(), local=LOCAL_FORMATS)
@@ -214,7 +218,20 @@ def _corpus(parts: dict[str, tf.data.Dataset], source: str, name: str) -> Corpus
     return corpus
 
 
-def _from_path(path: str) -> Corpus:
+def _read_utf8(file: str) -> str:
+    """A text file's text; `OSError` if it cannot be read, `ValueError` (naming the
+    byte and its offset) if it is not UTF-8."""
+    with open(file, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte offset {e.start}"
+        ) from None
+
+
+def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:
     def documents(texts):
         return tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
 
@@ -226,7 +243,17 @@ def _from_path(path: str) -> Corpus:
         )  # fmt: skip
         if not names:
             raise DataError(f"Dataset folder {path!r} holds no text files.")
-        texts = {n: read_text(os.path.join(path, n)) for n in names}
+        read, _ = read_files(
+            [os.path.join(path, n) for n in names],
+            _read_utf8,
+            unit="text file",
+            skip_bad_records=skip_bad_records,
+            listed_in=f"dataset folder {path!r}",
+        )
+        texts = {n: text for n, text in zip(names, read, strict=True) if text is not None}
+        names = [n for n in names if n in texts]
+        if not names:
+            raise DataError(f"Dataset folder {path!r} holds no readable text files.")
         named = {split_of_file(n): n for n in reversed(names) if split_of_file(n)}
         if "train" in named:
             missing = [s for s in SPLITS if s not in named]
@@ -249,8 +276,14 @@ def _from_path(path: str) -> Corpus:
     cut_validation = round(len(text) * (1 - 2 * HELD_OUT))
     cut_test = round(len(text) * (1 - HELD_OUT))
     parts = {
-        "train": documents([text[:cut_validation]]),
-        "validation": documents([text[cut_validation:cut_test]]),
-        "test": documents([text[cut_test:]]),
+        "train": text[:cut_validation],
+        "validation": text[cut_validation:cut_test],
+        "test": text[cut_test:],
     }
-    return _corpus(parts, source, path)
+    if not all(part.strip() for part in parts.values()):
+        raise DataError(
+            f"Dataset {path!r} has {len(text)} characters: too few to cut into training, "
+            f"validation and test text ({1 - 2 * HELD_OUT:.0%}, {HELD_OUT:.0%} and "
+            f"{HELD_OUT:.0%} by position), each with some text. Give more text."
+        )
+    return _corpus({s: documents([part]) for s, part in parts.items()}, source, path)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -80,14 +81,16 @@ def load(
         dataset: `None` or `"signals"` (embedded sounds, default), `"signals/small"`, a
             directory of WAV files (one sub-folder per class, as `wavenet` reads), a
             tfds audio dataset's name, or a CSV file of series.
-        num_samples, sample_rate, skip_bad_records, data_dir: as for
-            `kerasnotes.data.waveforms.load` (sounds only).
+        num_samples, sample_rate, data_dir: as for `kerasnotes.data.waveforms.load`
+            (sounds only).
+        skip_bad_records: skip (and count) unreadable sounds, or lines of a CSV file
+            with a text value in a numeric column or another number of columns.
     """
     from kerasnotes.data import waveforms
 
     dataset = dataset or waveforms.EMBEDDED[0]
     if dataset.lower().endswith((".csv", ".tsv")):
-        return _from_csv(dataset)
+        return _from_csv(dataset, skip_bad_records)
     data = waveforms.load(
         dataset,
         num_samples=num_samples,
@@ -110,10 +113,12 @@ def load(
     )
 
 
-def read_columns(path: str) -> list[tuple[str, np.ndarray]]:
+def read_columns(path: str, skip_bad_records: bool = False) -> list[tuple[str, np.ndarray]]:
     """`(name, float64 values)` of every numeric column of a CSV (or TSV) file: a header
     row is optional (names are then 1, 2, ...), text columns (dates, names) are left
-    out, and a text value in a numeric column is a `DataError` naming its line."""
+    out, and a row of another width or with a text value in a numeric column is a
+    `DataError` naming its line (with `skip_bad_records`, such rows are skipped and
+    counted)."""
     if not os.path.isfile(path):
         raise DataError(
             f"Dataset path {path!r} does not exist; expected a CSV file with one numeric "
@@ -130,34 +135,49 @@ def read_columns(path: str) -> list[tuple[str, np.ndarray]]:
     if not body:
         raise DataError(f"CSV file {path!r} holds no rows of values.")
     first_line = 2 if header else 1
-    width = len(body[0])
+    width = len(header or body[0])
+    bad = {}  # Line number -> what is wrong with it.
     for number, row in enumerate(body, start=first_line):
         if len(row) != width:
-            raise DataError(
-                f"CSV file {path!r} line {number}: it has {len(row)} columns, expected {width}."
-            )
-    columns = []
-    for index in range(width):
-        cells = [row[index].strip() for row in body]
-        numeric = [_is_number(cell) for cell in cells]
-        if not all(numeric):
-            if any(numeric):
-                number = numeric.index(False)
-                raise DataError(
-                    f"CSV file {path!r} line {number + first_line}: {cells[number]!r} in a "
-                    "numeric column is not a number."
-                )
-            continue  # A column of text (dates, names): not a series.
-        name = header[index] if header else str(index + 1)
-        columns.append((name, np.array([float(cell) for cell in cells], np.float64)))
-    if not columns:
+            bad[number] = f"it has {len(row)} columns, expected {width}"
+    numeric = [  # A column with any number in it is a series; the others are text.
+        index
+        for index in range(width)
+        if any(len(row) == width and _is_number(row[index]) for row in body)
+    ]
+    if not numeric:
         raise DataError(f"CSV file {path!r} has no numeric column: expected one per series.")
-    return columns
+    for number, row in enumerate(body, start=first_line):
+        for index in numeric:
+            if number not in bad and not _is_number(row[index]):
+                bad[number] = f"{row[index].strip()!r} in a numeric column is not a number"
+    if bad and not skip_bad_records:
+        number = min(bad)
+        raise DataError(
+            f"CSV file {path!r} line {number}: {bad[number]}. Fix or remove the line, or "
+            "set skip_bad_records=true to skip such lines (they are counted)."
+        )
+    if bad:
+        print(
+            f"Skipped {len(bad)} bad line(s) of CSV file {path!r}, e.g. line {min(bad)}: "
+            f"{bad[min(bad)]}.",
+            file=sys.stderr,
+        )
+    kept = [row for number, row in enumerate(body, start=first_line) if number not in bad]
+    if not kept:
+        raise DataError(f"CSV file {path!r} holds no rows of values.")
+    return [
+        (
+            header[index] if header else str(index + 1),
+            np.array([float(row[index]) for row in kept], np.float64),
+        )
+        for index in numeric
+    ]
 
 
-def _from_csv(path: str) -> SeriesData:
+def _from_csv(path: str, skip_bad_records: bool = False) -> SeriesData:
     """Every numeric column of a CSV (or TSV) file a series, each split in time."""
-    columns = [values for _, values in read_columns(path)]
+    columns = [values for _, values in read_columns(path, skip_bad_records)]
     length = len(columns[0])
     cuts = (int(length * 0.8), int(length * 0.9))
     if min(cuts[0], cuts[1] - cuts[0], length - cuts[1]) < 2:

@@ -62,11 +62,19 @@ def fit_length(waveform, num_samples: int):
     return tf.pad(waveform, [[0, num_samples - tf.shape(waveform)[0]], [0, 0]])
 
 
+NO_SAMPLES = "The WAV file has no samples"
+
+
 def decode_wav(content, num_samples: int | None = None, sample_rate: int | None = None):
     """WAV bytes to float32 `(samples, 1)` in [-1, 1] (channels mixed down; cut or padded
     to `num_samples` if given) and the file's sample rate, in the graph or eagerly. With
-    `sample_rate`, a file at another rate is an `InvalidArgumentError` naming both."""
+    `sample_rate`, a file at another rate is an `InvalidArgumentError` naming both; so
+    is a file of no samples (`NO_SAMPLES`)."""
     audio, rate = tf.audio.decode_wav(content)  # (samples, channels), float32
+    with tf.control_dependencies(
+        [tf.debugging.assert_positive(tf.shape(audio)[0], message=NO_SAMPLES)]
+    ):
+        audio = tf.identity(audio)
     if sample_rate is not None:
         tf.debugging.assert_equal(
             rate,

@@ -72,7 +72,7 @@ def caption_scores(references: list[list[str]], captions: list[str]) -> dict:
 class Captioning(ImageTask):
     name = "captioning"
     derived_keys = ("input_shape", "vocabulary", "max_length")
-    settings = {"vocabulary_size": 10_000}
+    settings = {"image_size": None, "vocabulary_size": 10_000}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
 
     def datasets_help(self) -> list[str]:

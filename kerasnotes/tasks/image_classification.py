@@ -35,7 +35,7 @@ class ImageClassification(ImageTask):
 
     name = "image_classification"
     derived_keys = ("input_shape", "num_classes")
-    settings: dict = {}
+    settings: dict = {"image_size": None}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
     shape_key = "image_shape"
     bytes_input = "image_bytes"

@@ -147,7 +147,9 @@ class LanguageModelling:
     def load_data(self, config):
         """The corpus, its vocabulary and the token ids of every split (`data.ids`)."""
         self.check_settings(config)
-        data = corpus_data.load(config["dataset"])
+        data = corpus_data.load(
+            config["dataset"], skip_bad_records=config.get("skip_bad_records", False)
+        )
         level = config["token_level"]
         lookup = keras.layers.StringLookup(
             max_tokens=config["vocabulary_size"], mask_token="", oov_token="[UNK]"

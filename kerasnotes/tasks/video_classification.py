@@ -45,7 +45,7 @@ def encode_gif(clip: np.ndarray, frame_ms: int = 100) -> bytes:
 
 class VideoClassification(ImageClassification):
     name = "video_classification"
-    settings = {"num_frames": 0}
+    settings = {"image_size": None, "num_frames": 0}
     input_kind = "clip files (GIF, MP4, AVI, WebM, MOV, MKV)"
     shape_key = "clip_shape"
     bytes_input = "video_bytes"
@@ -117,18 +117,17 @@ class VideoClassification(ImageClassification):
     def serve_file(self, serve, path: str, manifest: dict) -> dict:
         """GIFs go to the export as they are; other formats are decoded here (PyAV)
         into the clip length and frame size of the export, as a GIF."""
+        expected = "expected an animated GIF or " + ", ".join(video_data.FFMPEG_EXTENSIONS)
         if path.lower().endswith(video_data.GIF_EXTENSIONS):
             content = read_bytes(path, "clip")
-        else:
+        elif path.lower().endswith(video_data.FFMPEG_EXTENSIONS):
             content = encode_gif(self._read_clip(path, manifest["data"]["clip_shape"]))
+        else:  # A photo or a sound would decode as a clip of one frame, or none.
+            raise DataError(f"Unsupported clip {path!r}: {expected}.")
         try:
             return serve(video_bytes=tf.constant([content]))
         except tf.errors.InvalidArgumentError:
-            raise DataError(
-                f"Corrupt or unsupported clip {path!r}: expected an animated GIF or "
-                + ", ".join(video_data.FFMPEG_EXTENSIONS)
-                + "."
-            ) from None
+            raise DataError(f"Corrupt or unsupported clip {path!r}: {expected}.") from None
 
     @staticmethod
     def _read_clip(path: str, clip_shape) -> np.ndarray:

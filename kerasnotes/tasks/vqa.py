@@ -78,7 +78,7 @@ def vqa_accuracy(predicted: str, answers: list[str]) -> float:
 class Vqa(ImageTask):
     name = "vqa"
     derived_keys = ("input_shape", "vocabulary", "answers", "max_length", "scene_attributes")
-    settings = {"vocabulary_size": 10_000, "answer_vocabulary_size": 1000}
+    settings = {"image_size": None, "vocabulary_size": 10_000, "answer_vocabulary_size": 1000}
     input_kind = "image files (JPEG, PNG, GIF, BMP) with --question"
 
     def datasets_help(self) -> list[str]:

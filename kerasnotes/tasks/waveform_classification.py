@@ -111,13 +111,15 @@ class WaveformClassification(ImageClassification):
         content = read_bytes(path, "sound")
         try:
             return serve(audio_bytes=tf.constant([content]))
-        except tf.errors.InvalidArgumentError:
+        except tf.errors.InvalidArgumentError as e:
             rate = manifest["data"]["sample_rate"]
             try:
                 found = waveform_data.wav_rate(path)
             except (OSError, ValueError):
                 found = None
             reason = f"it is {found} Hz" if found and found != rate else "it cannot be decoded"
+            if waveform_data.NO_SAMPLES in e.message:
+                reason = "it has no samples"
             raise DataError(
                 f"Corrupt or unsupported sound {path!r} ({reason}): expected a 16-bit PCM "
                 f"WAV file at {rate} Hz."
