@@ -326,7 +326,8 @@ def predict(ctx, export_dir, inputs, input_file, as_json, greedy, question, **sa
 @click.pass_context
 def neighbours(ctx, path, words, count, as_json):
     """Print the words nearest to each WORD by cosine similarity in the embedding of
-    PATH: a run directory or an export of a text model.
+    PATH: a run directory or an export of a text model. A character-level language
+    model embeds characters: give it single characters.
 
     \b
     Examples:

@@ -229,6 +229,19 @@ def predict(
     return task.predict_export(signatures, manifest, inputs, **options)
 
 
+def _check_neighbour_words(path: str, settings: dict, words: list[str]) -> None:
+    """A character-level language model embeds characters: its neighbours are of one
+    character, and a longer word is a `UsageError` rather than its first character's."""
+    if settings.get("token_level") != "character":
+        return
+    long = [w for w in words if len(w) != 1]
+    if long:
+        raise UsageError(
+            f"The model of {path!r} is character-level: its embedding holds characters, "
+            f"not words; give single characters, not {long[0]!r}."
+        )
+
+
 def neighbours(path: str, words: list[str], count: int = 10) -> list[dict]:
     """The nearest words by cosine similarity in the embedding of a run or an export.
 
@@ -244,6 +257,7 @@ def neighbours(path: str, words: list[str], count: int = 10) -> list[dict]:
     if is_export(path):
         import tensorflow as tf
 
+        _check_neighbour_words(path, read_manifest(path).get("training", {}), words)
         signatures = tf.saved_model.load(path).signatures
         if "neighbours" not in signatures:
             raise UsageError(
@@ -267,7 +281,8 @@ def neighbours(path: str, words: list[str], count: int = 10) -> list[dict]:
 
     from kerasnotes.text import find_embedding, nearest_words
 
-    _, _, info, net = _load_run(path)
+    _, config, info, net = _load_run(path)
+    _check_neighbour_words(path, config, words)
     embedding = find_embedding(net)
     if embedding is None or "vocabulary" not in info:
         raise UsageError(f"The model of {path!r} has no word embedding: it has no neighbours.")

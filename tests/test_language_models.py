@@ -358,6 +358,15 @@ def test_the_score_signature_agrees_with_the_runs_held_out_measure(trained_ngram
     assert bits == pytest.approx(trained_ngram.metrics["bits_per_char"], rel=1e-4)
 
 
+def test_neighbours_of_a_character_model_are_of_characters(trained_char_rnn):
+    for path in (trained_char_rnn.export_dir, trained_char_rnn.run_dir):
+        proc = run_cli("neighbours", path, "e", "--json")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        found = [word for word, _ in json.loads(proc.stdout.splitlines()[-1])["neighbours"]]
+        assert len(found) == 10 and all(len(c) == 1 for c in found) and "e" not in found
+        assert_one_line_error(run_cli("neighbours", path, "e", "the"), "character-level", "'the'")
+
+
 def test_predict_samples_at_the_cli(trained_char_rnn, tmp_path):
     export = trained_char_rnn.export_dir
     options = ["--temperature", "0.5", "--max-length", "25", "--seed", "3"]
