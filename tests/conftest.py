@@ -148,3 +148,14 @@ def shapes_small():
     from kerasnotes.data.images import load
 
     return load("shapes/small")
+
+
+@pytest.fixture
+def clean_registry():
+    """The model registry as it was before the test: models a test registers go."""
+    from kerasnotes import registry
+
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)

@@ -109,10 +109,27 @@ def test_frozen_classic_filters_are_not_trained():
     assert trainable.get_layer("classic_filters").trainable
 
 
-def test_regularizers_add_losses():
-    model = kerasnotes.create_model("cnn", filters=[4], kernel_l2=0.1, activity_l1=0.1)
-    model(np.ones((1, 32, 32, 3), "float32"), training=True)
-    assert len(model.losses) > 0
+def test_regularizers_add_their_penalties():
+    """kernel_l2 adds 0.1 * sum(w^2) of every hidden kernel (each convolution and the
+    dense layer, not the classifier); activity_l1 adds a penalty proportional to its
+    factor, on the same weights."""
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model = kerasnotes.create_model("cnn", filters=[4, 8], kernel_l2=0.1)
+    model(x, training=True)
+    names = ["block1_conv1", "block2_conv1", "dense"]
+    kernels = [model.get_layer(name).kernel for name in names]
+    expected = sum(0.1 * float(np.sum(keras.ops.convert_to_numpy(k) ** 2)) for k in kernels)
+    got = sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+    assert got == pytest.approx(expected, rel=1e-4)
+
+    def activity_penalty(factor):
+        keras.utils.set_random_seed(1)  # The same weights for both factors.
+        model = kerasnotes.create_model("cnn", filters=[4, 8], activity_l1=factor)
+        model(x, training=True)
+        return sum(float(keras.ops.convert_to_numpy(loss)) for loss in model.losses)
+
+    small, large = activity_penalty(0.1), activity_penalty(0.3)
+    assert small > 0 and large == pytest.approx(3 * small, rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +156,7 @@ def test_cnn_rejects_bad_hyperparameters(options, message):
         kerasnotes.create_model("cnn", **options)
 
 
-def test_the_harness_fails_a_builder_that_ignores_data_format():
+def test_the_harness_fails_a_builder_that_ignores_data_format(clean_registry):
     @kerasnotes.register_model("ignores-data-format", task="image_classification")
     def ignores_data_format(
         input_shape=(32, 32, 3), num_classes=6, data_format="channels_last", units=16

@@ -2,16 +2,7 @@ import keras
 import pytest
 
 import kerasnotes
-from kerasnotes import registry
 from kerasnotes.errors import ConfigError, UsageError
-
-
-@pytest.fixture
-def clean_registry():
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
 
 
 def _tiny(input_shape=(8, 8, 3), num_classes=2, data_format="channels_last", units=4):

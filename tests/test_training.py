@@ -207,10 +207,6 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert train_mirrored("cnn", QUICK, tmp_path / "run", "accuracy") > LEARNED
 
 
-def test_training_error_is_a_runtime_error():
-    assert issubclass(TrainingError, RuntimeError)
-
-
 def test_the_trained_run_measures_its_best_epoch(trained):
     # restore_best (the default): the figures come from the epoch of lowest val_loss.
     result, _ = trained

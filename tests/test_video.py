@@ -204,7 +204,9 @@ def trained_video(tmp_path_factory):
 def test_video_learns_the_motions(trained_video):
     metrics = trained_video.metrics
     assert metrics["accuracy"] > 0.6, metrics  # Chance: 1/9.
-    assert 0 < metrics["macro_f1"] <= 1
+    # Every class counts alike in macro F1: a class left out would cost it a ninth or
+    # an eighth. Measured: 0.79 accuracy, 0.785 macro F1 (Xeon, 2 cores).
+    assert metrics["macro_f1"] > 0.6 and metrics["macro_f1"] > metrics["accuracy"] - 0.1
     for plot in ("label_confusion.png", "clips.png", "learning_curves.png"):
         assert os.path.isfile(os.path.join(trained_video.run_dir, plot)), plot
 

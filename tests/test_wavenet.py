@@ -194,7 +194,9 @@ def trained_wavenet(tmp_path_factory):
 def test_wavenet_learns_the_signals(trained_wavenet):
     metrics = trained_wavenet.metrics
     assert metrics["accuracy"] > 0.6, metrics  # Chance: 1/8.
-    assert 0 < metrics["macro_f1"] <= 1
+    # Every class counts alike in macro F1: a class left out would cost it a ninth or
+    # an eighth. Measured: 0.905 accuracy, 0.904 macro F1 (Xeon, 2 cores).
+    assert metrics["macro_f1"] > 0.6 and metrics["macro_f1"] > metrics["accuracy"] - 0.1
     for plot in ("label_confusion.png", "sounds.png", "learning_curves.png"):
         assert os.path.isfile(os.path.join(trained_wavenet.run_dir, plot)), plot
 

@@ -112,7 +112,8 @@ def cnn(
             `"max"` or `"flatten"`.
         dense_units: width of the hidden dense layer (0 for none).
         dropout: dropout rate before the classifier.
-        kernel_l1, kernel_l2: weight regularization factors of every kernel.
+        kernel_l1, kernel_l2: weight regularization factors of every hidden kernel
+            (the convolutions and the dense layer; not the classifier's).
         activity_l1, activity_l2: activity regularization factors of every block.
         classic_filters: names from `kerasnotes.layers.CLASSIC_FILTERS` for a first
             3x3 convolution initialized with those filters, or `None`.
