@@ -336,21 +336,54 @@ def test_export_says_what_it_cleaned_and_needs_no_dataset(trained, tmp_path, mon
     assert not (tmp_path / "no-data").exists()
 
 
+# A writer that waits, its export staged, until the other writer has staged one too:
+# the two exports overlap for certain. It says so in overlapped-<pid>.
+BARRIER_PLUGIN = textwrap.dedent(
+    """
+    import os, time
+    from kerasnotes import exports
+
+    checked = exports.verify
+
+    def verify(export_dir, *args, **kwargs):
+        model_dir = os.path.dirname(os.path.dirname(export_dir))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            staged = [
+                n for n in os.listdir(model_dir)
+                if n.startswith(exports.STAGING_PREFIX) and not n.endswith(".lock")
+            ]
+            if len(staged) == 2:
+                open(f"overlapped-{os.getpid()}", "w").close()
+                break
+            time.sleep(0.05)
+        return checked(export_dir, *args, **kwargs)
+
+    exports.verify = verify
+    """
+)
+
+
 def test_concurrent_exports_give_intact_versions(trained, tmp_path):
     result, _ = trained
     root = tmp_path / "exports"
+    (tmp_path / "barrier.py").write_text(BARRIER_PLUGIN)
     kerasnotes_bin = os.path.join(os.path.dirname(sys.executable), "kerasnotes")
     procs = [
         subprocess.Popen(
-            [kerasnotes_bin, "export", result.run_dir, "--export-dir", str(root)],
+            [kerasnotes_bin, "--plugin", "barrier", "export", result.run_dir,
+             "--export-dir", str(root)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=tmp_path,
         )
         for _ in range(2)
-    ]
+    ]  # fmt: skip
     outputs = [proc.communicate(timeout=600) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err[-1000:] for _, err in outputs]
+    # Both writers held a staging directory at once, then each published its own.
+    assert len(list(tmp_path.glob("overlapped-*"))) == 2
     assert sorted(os.listdir(root / "cnn")) == ["1", "2"]  # No staging left.
     image = tf.cast(tf.random.stateless_uniform((32, 32, 3), (0, 1), maxval=255), tf.uint8)
     (tmp_path / "a.png").write_bytes(tf.io.encode_png(image).numpy())
@@ -362,10 +395,8 @@ def test_every_signature_checks_its_inputs_before_the_model_sees_them():
     """Pixels must be finite, batched inputs agree on their batch size, and a batch of 0
     is answered with empty outputs of the right dtypes and sizes without running the
     model (which here would fail on it)."""
-    calls = []
 
     def fn(images, question, temperature):
-        calls.append(1)
         first = images[0, 0]  # Fails for an empty batch.
         scores = tf.reduce_sum(images, axis=1) * temperature + first
         return {"scores": scores, "answer": tf.strings.as_string(question)}
