@@ -312,7 +312,10 @@ def test_cli_predict_and_evaluate_the_export(trained_captioner, scene_files):
     assert lines == [f"{files[0]}\t{expected[0]}", f"{files[1]}\t{expected[1]}"]
     greedy = run_cli("predict", result.export_dir, str(files[0]), "--greedy", "--json")
     assert greedy.returncode == 0, greedy.stderr
-    assert json.loads(greedy.stdout)["caption"]
+    # --greedy is the export's greedy signature, word for word.
+    serve = tf.saved_model.load(result.export_dir).signatures["serving_greedy"]
+    want = serve(image_bytes=tf.constant([files[0].read_bytes()]))["caption"].numpy()[0]
+    assert json.loads(greedy.stdout)["caption"] == want.decode() != ""
     metrics = kerasnotes.evaluate(result.export_dir)
     assert metrics["bleu_4"] == pytest.approx(result.metrics["bleu_4"], abs=1e-6)
 

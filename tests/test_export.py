@@ -80,16 +80,23 @@ def test_greyscale_rgba_and_palette_images_are_converted(trained, test_images, t
 
     result, _ = trained
     images = test_images[0]
+    # Each image in another mode, beside the same pixels as PIL shows them in RGB: the
+    # export must see what a viewer sees (grey replicated, the palette looked up,
+    # opaque alpha dropped).
     files = []
     for mode in ["L", "RGBA", "P", "LA"]:
-        path = tmp_path / f"{mode}.png"
-        Image.fromarray(images[0]).convert(mode).save(path)
-        files.append(path)
-    gif = tmp_path / "x.gif"
-    Image.fromarray(images[0]).save(gif)
-    served = serve_in_tf_only_process(result.export_dir, files + [gif])
-    assert len(served["labels"]) == 5
-    assert served["labels"][1] == test_images[3][0]  # RGBA with opaque alpha = the RGB image
+        converted = Image.fromarray(images[0]).convert(mode)
+        converted.save(tmp_path / f"{mode}.png")
+        converted.convert("RGB").save(tmp_path / f"{mode}-rgb.png")
+        files += [tmp_path / f"{mode}.png", tmp_path / f"{mode}-rgb.png"]
+    Image.fromarray(images[0]).save(tmp_path / "x.gif")
+    Image.open(tmp_path / "x.gif").convert("RGB").save(tmp_path / "gif-rgb.png")
+    files += [tmp_path / "x.gif", tmp_path / "gif-rgb.png"]
+    served = serve_in_tf_only_process(result.export_dir, files)
+    labels, scores = served["labels"], np.array(served["scores"])
+    assert labels[0::2] == labels[1::2]
+    np.testing.assert_allclose(scores[0::2], scores[1::2], atol=1e-5)
+    assert labels[2] == test_images[3][0]  # RGBA with opaque alpha = the RGB image
 
 
 def test_corrupt_bytes_are_an_invalid_argument(trained):

@@ -244,7 +244,13 @@ def test_predict_takes_gif_and_mp4_files_and_names_bad_ones(trained_video, clip_
     gif, mp4 = clip_folder / "left" / "clip1.gif", clip_folder / "left" / "clip0.mp4"
     proc = run_cli("predict", trained_video.export_dir, str(gif), str(mp4))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "clip1.gif" in proc.stdout and "clip0.mp4" in proc.stdout
+    lines = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    assert [line[0] for line in lines] == [str(gif), str(mp4)]
+    # A GIF goes to the export as it is: the CLI says what the export says.
+    serve = tf.saved_model.load(trained_video.export_dir).signatures["serving_default"]
+    out = serve(video_bytes=tf.constant([gif.read_bytes()]))
+    assert lines[0][1] == out["label"].numpy()[0].decode()
+    assert float(lines[0][2]) == pytest.approx(float(out["scores"].numpy()[0].max()), abs=1e-3)
     (clip_folder / "bad.gif").write_bytes(b"GIF89a nothing")
     bad = run_cli("predict", trained_video.export_dir, str(clip_folder / "bad.gif"))
     assert_one_line_error(bad, "Corrupt or unsupported clip", "bad.gif")
