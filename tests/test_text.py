@@ -350,7 +350,9 @@ def test_padding_changes_nothing(name, cell):
     batch = alone + ["the plot was dull but the film was great and " * 8, "jordan said"]
     one = model(tf.constant(alone)).numpy()[0]
     many = model(tf.constant(batch)).numpy()
-    assert many.shape[-2 if name == "rnn-tagger" else 0] > (5 if name == "rnn-tagger" else 2)
+    # The text alone is five tokens; in the batch it is padded to the longest text's.
+    steps = model.get_layer("tokenizer")(tf.constant(batch)).shape[1]
+    assert model.get_layer("tokenizer")(tf.constant(alone)).shape[1] == 5 < 40 <= steps
     np.testing.assert_allclose(
         many[0][: len(one)] if name == "rnn-tagger" else many[0], one, atol=1e-5
     )
