@@ -244,6 +244,21 @@ def checked_inputs(fn, input_signature, batch_axes=None):
     return checked
 
 
+def write_saved_model(model, task, info: dict, config, path: str) -> list[str]:
+    """Write `model` as a SavedModel at `path` with `task`'s signatures, each behind
+    `checked_inputs`; the signatures' names. What an export holds, without the
+    manifest, the check and the publishing `write_export` adds."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signatures = task.signatures(model, info, config)
+    for name, (fn, specs, *batch_axes) in signatures.items():
+        archive.add_endpoint(name, checked_inputs(fn, specs, *batch_axes), input_signature=specs)
+    archive.write_out(path, verbose=False)
+    return list(signatures)
+
+
 def write_export(
     model,
     task,
@@ -274,14 +289,8 @@ def write_export(
             f"Removed {removed} staging director{'y' if removed == 1 else 'ies'} left by killed exports in {model_dir}."
         )
     with _staging_directory(model_dir) as staging:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        signatures = task.signatures(model, info, config)
-        for signature, (fn, input_signature, *batch_axes) in signatures.items():
-            fn = checked_inputs(fn, input_signature, *batch_axes)
-            archive.add_endpoint(signature, fn, input_signature=input_signature)
         saved_model_dir = os.path.join(staging, "export")
-        archive.write_out(saved_model_dir, verbose=False)
+        signatures = write_saved_model(model, task, info, config, saved_model_dir)
         contract = task.signature_contract(info, config)
         if "neighbours" not in signatures:  # Only models with a token embedding have it.
             contract.pop("neighbours", None)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasnotes.exports import checked_inputs
+from kerasnotes.exports import write_saved_model
 from kerasnotes.registry import create_model, get_spec
 from kerasnotes.tasks import get_task
 from kerasnotes.training import learns_by_counting
@@ -77,13 +77,7 @@ def check_model(name: str, **hyperparameters) -> None:
         np.testing.assert_allclose(loaded(model_x, training=False), outputs, atol=1e-6)
 
         # Export round trip through the tensor signature.
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for signature, (fn, specs, *axes) in task.signatures(model, info, config).items():
-            archive.add_endpoint(
-                signature, checked_inputs(fn, specs, *axes), input_signature=specs
-            )
-        archive.write_out(os.path.join(tmp, "export"), verbose=False)
+        write_saved_model(model, task, info, config, os.path.join(tmp, "export"))
         served = tf.saved_model.load(os.path.join(tmp, "export"))
         got, want = task.served_and_predicted(model, served, x, config)
         if got.dtype == object:

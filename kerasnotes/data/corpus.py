@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder, tfds_source
-from kerasnotes.data.images import read_files, read_text
+from kerasnotes.data.images import decode_utf8, read_files, read_text
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
@@ -220,15 +220,9 @@ def _corpus(parts: dict[str, tf.data.Dataset], source: str, name: str) -> Corpus
 
 def _read_utf8(file: str) -> str:
     """A text file's text; `OSError` if it cannot be read, `ValueError` (naming the
-    byte and its offset) if it is not UTF-8."""
+    byte and its offset) if it is not UTF-8: what `read_files` counts or names."""
     with open(file, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte offset {e.start}"
-        ) from None
+        return decode_utf8(f.read())
 
 
 def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:

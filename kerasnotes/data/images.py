@@ -111,16 +111,25 @@ def read_bytes(path: str, what: str) -> bytes:
         raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
 
 
-def read_text(path: str, what: str = "text file") -> str:
-    """The text of the UTF-8 file `path`; a `DataError` naming the file (`what` it is)
-    and the byte offset of its first bad byte if it is not UTF-8."""
-    raw = read_bytes(path, what)
+def decode_utf8(raw: bytes) -> str:
+    """`raw` as UTF-8 text (a byte-order mark dropped); a `ValueError` naming its first
+    bad byte and that byte's offset if it is not UTF-8."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        raise ValueError(
+            f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte offset {e.start}"
+        ) from None
+
+
+def read_text(path: str, what: str = "text file") -> str:
+    """The text of the UTF-8 file `path`; a `DataError` naming the file (`what` it is)
+    and the byte offset of its first bad byte if it is not UTF-8."""
+    try:
+        return decode_utf8(read_bytes(path, what))
+    except ValueError as e:
         raise DataError(
-            f"{what.capitalize()} {path!r} is not UTF-8: invalid byte 0x{raw[e.start]:02x} at "
-            f"byte offset {e.start}. Convert it to UTF-8 (for example with iconv)."
+            f"{what.capitalize()} {path!r} is {e}. Convert it to UTF-8 (for example with iconv)."
         ) from None
 
 
