@@ -8,8 +8,9 @@ Run as a script in a fresh interpreter (never imported by kerasnotes):
 CHECK_JSON holds the signature contract (names, dtypes, shapes of inputs and outputs)
 and examples with the answers the Keras model gave. Both `tf.saved_model.load` and the
 session-based loader used by `saved_model_cli` and TensorFlow Serving must load the
-export, expose exactly the contract and give those answers, and every signature must
-answer an empty batch with empty outputs. Prints one line per
+export, expose exactly the contract and give those answers (every signature is called
+by at least one example), and every signature must answer an empty batch with empty
+outputs. Prints one line per
 problem and exits 1 if there is any.
 
 With `--serve` the interpreter stays up and checks one export per line of standard
@@ -75,6 +76,9 @@ def check(export_dir, spec):
         }
         if got_outputs != want["outputs"]:
             problems.append(f"{name}: outputs are {got_outputs}, expected {want['outputs']}")
+    called = {example["signature"] for example in examples}
+    for name in sorted(set(contract) - called):
+        problems.append(f"{name}: no example calls this signature")
     for example in examples:
         name = example["signature"]
         if name not in loaded.signatures:

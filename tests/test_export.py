@@ -145,10 +145,21 @@ def test_the_check_names_a_wrong_answer_and_outlives_its_checker(trained, tmp_pa
     served = serve_in_tf_only_process(result.export_dir, [_write(tmp_path / "z.png", image)])
     wrong = next(name for name in manifest["data"]["class_names"] if name != served["labels"][0])
     example = {"signature": "serving_default", "inputs": {"image_bytes": [image]}}
+    pixels = {
+        "signature": "serving_images",
+        "inputs": {"images": np.zeros((1, 32, 32, 3)).tolist()},
+    }
+    # Every signature must be called by an example.
+    with pytest.raises(TrainingError, match="serving_images: no example calls this signature"):
+        exports.verify(
+            result.export_dir,
+            manifest["signatures"],
+            [{**example, "outputs": {"label": served["labels"]}}],
+        )
     exports.verify(
         result.export_dir,
         manifest["signatures"],
-        [{**example, "outputs": {"label": served["labels"]}}],
+        [{**e, "outputs": {"label": served["labels"]}} for e in (example, pixels)],
     )
     # A checker that died is replaced; a wrong answer is named with the expected one.
     exports._checker.process.kill()

@@ -491,16 +491,27 @@ class LanguageModelling:
         prompts = [prompt_from(d) for d in documents]
         texts = [d[:200] for d in documents]
         generate, score = self.functions(model, info, config)
+        generate = tf.function(generate)  # Traced once: the settings go in as tensors.
+        dtypes = (tf.int32, tf.float32, tf.int32, tf.float32, tf.int64)
+
+        def continued(*settings):
+            settings = [tf.constant(v, d) for v, d in zip(settings, dtypes, strict=True)]
+            return [t.decode("utf-8") for t in generate(tf.constant(prompts), *settings).numpy()]
+
         options = (32, 0.8, 5, 0.95, 7)
-        sampled = tf.function(generate)(tf.constant(prompts), *options)
-        greedy = tf.function(generate)(tf.constant(prompts), 16, 0.0, 0, 1.0, 0)
-        scores = tf.function(score)(tf.constant(texts))
         as_inputs = dict(zip(SAMPLING, options, strict=True))
+        config = self.with_defaults(config)
+        scores = tf.function(score)(tf.constant(texts))
         result = [
+            {  # The run's own sampling settings.
+                "signature": "serving_default",
+                "inputs": {"prompt": [p.encode() for p in prompts]},
+                "outputs": {"text": continued(*(config[key] for key in SAMPLING))},
+            },
             {
                 "signature": "generate",
                 "inputs": {"prompt": [p.encode() for p in prompts], **as_inputs},
-                "outputs": {"text": [t.decode("utf-8") for t in sampled.numpy()]},
+                "outputs": {"text": continued(*options)},
             },
             {
                 "signature": "generate",
@@ -512,7 +523,7 @@ class LanguageModelling:
                     "top_p": 1.0,
                     "seed": 0,
                 },
-                "outputs": {"text": [t.decode("utf-8") for t in greedy.numpy()]},
+                "outputs": {"text": continued(16, 0.0, 0, 1.0, 0)},
             },
             {
                 "signature": "score",
