@@ -506,11 +506,18 @@ def trained_vqa(tmp_path_factory):
 def test_vqa_learns_held_out_questions(trained_vqa):
     result, _ = trained_vqa
     metrics = json.load(open(os.path.join(result.run_dir, "metrics.json")))
-    # Answering each type's most common training answer scores 0.34 on this split
-    # (colour questions 0.115, shape questions 0.202).
+    # The blind prior (each type's most common training answer) scores 0.34 on this
+    # split: colour 0.115, compare 0.526, count 0.495, exist 0.491, relation 0.095,
+    # shape 0.202. These settings give 0.52: colour 0.603, compare 0.807, count 0.486,
+    # exist 0.509, relation 0.381, shape 0.286 (Xeon, 2 cores); the same model with
+    # concat fusion and no attention 0.487 (colour 0.50, relation 0.314, shape 0.19),
+    # too near for a bar that holds across processors. Four short epochs do not learn
+    # to count or to tell existence beyond the prior: the defaults do (README).
     assert metrics["vqa_accuracy"] > 0.45, metrics
-    assert set(metrics["vqa_accuracy_by_type"]) == set(QUESTION_TYPES)
-    assert metrics["vqa_accuracy_by_type"]["colour"] > 0.4, metrics
+    by_type = metrics["vqa_accuracy_by_type"]
+    assert set(by_type) == set(QUESTION_TYPES)
+    bars = {"colour": 0.45, "compare": 0.7, "relation": 0.28, "shape": 0.24}
+    assert all(by_type[kind] > bar for kind, bar in bars.items()), by_type
     files = os.listdir(result.run_dir)
     assert len([f for f in files if f.startswith("attention_")]) == 4
     assert "answer_confusion.png" in files

@@ -193,10 +193,13 @@ def trained_wavenet(tmp_path_factory):
 
 def test_wavenet_learns_the_signals(trained_wavenet):
     metrics = trained_wavenet.metrics
-    assert metrics["accuracy"] > 0.6, metrics  # Chance: 1/8.
-    # Every class counts alike in macro F1: a class left out would cost it a ninth or
-    # an eighth. Measured: 0.905 accuracy, 0.904 macro F1 (Xeon, 2 cores).
-    assert metrics["macro_f1"] > 0.6 and metrics["macro_f1"] > metrics["accuracy"] - 0.1
+    # Above the nearest weaker model: the same stack without dilations (a plain causal
+    # CNN, dilation_growth=1, receptive field 9 samples instead of 256) scores 0.845
+    # accuracy and 0.837 macro F1 on the same split and settings; this one 0.905 and
+    # 0.904 (Xeon, 2 cores). Chance: 1/8.
+    assert metrics["accuracy"] > 0.87, metrics
+    # Every class counts alike in macro F1: a class left out would cost it an eighth.
+    assert metrics["macro_f1"] > 0.86 and metrics["macro_f1"] > metrics["accuracy"] - 0.05
     for plot in ("label_confusion.png", "sounds.png", "learning_curves.png"):
         assert os.path.isfile(os.path.join(trained_wavenet.run_dir, plot)), plot
 
@@ -384,7 +387,10 @@ def test_the_generator_learns_a_series_beyond_the_naive_forecast(trained_generat
     # Repeating the last value errs by about 1.2 on the first series (a sine of
     # amplitude 5 moving 1.26 per step at most); a model that learned the period less.
     assert metrics["mae"] < 0.7 * metrics["naive_mae"], metrics
-    assert metrics["bits_per_sample"] < 5, metrics  # log2(64) = 6 for a uniform guess.
+    # Above a model that ignores time (the training levels' frequencies): 5.13 bits on
+    # this split, this one 1.77 (Xeon, 2 cores); log2(64) = 6 for a uniform guess.
+    assert 4.5 < metrics["marginal_bits_per_sample"] < 6, metrics
+    assert metrics["bits_per_sample"] < metrics["marginal_bits_per_sample"] - 2, metrics
     assert os.path.isfile(os.path.join(result.run_dir, "continuation.png"))
 
 

@@ -206,17 +206,25 @@ class WaveformModelling:
         return lambda values: signatures["score"](series=values)
 
     def evaluate(self, score, data, info: dict, config) -> dict:
-        """Bits per sample, next-level accuracy, and the next value's error in the
-        data's units beside the naive forecast (the last value again), over the test
-        series read in windows one after another, each value predicted from a whole
-        receptive field before it."""
+        """Bits per sample beside a model that ignores time (the training split's level
+        frequencies, add-one smoothed), next-level accuracy, and the next value's error
+        in the data's units beside the naive forecast (the last value again), over the
+        test series read in windows one after another, each value predicted from a
+        whole receptive field before it."""
         config = self.with_defaults(config)
+        num_levels = config["num_levels"]
+        training = np.concatenate([s.numpy() for s in data.train])
+        counts = np.bincount(
+            series_data.to_levels(training, num_levels, info["quantization"]).numpy(),
+            minlength=num_levels,
+        )
+        marginal = -np.log2((counts + 1) / (counts.sum() + num_levels))
         values = self.windows([s.numpy() for s in data.test], config, stride=config["window"])
         if not len(values):
             raise DataError("The test split has no whole window: nothing to evaluate.")
         truth = values * info["scale"] + info["offset"]
         scored = slice(-config["window"], None)  # The predictions of the window's values.
-        bits, errors, naive, hits = [], [], [], []
+        bits, marginal_bits, errors, naive, hits = [], [], [], [], []
         for start in range(0, len(values), config["batch_size"]):
             batch = truth[start : start + config["batch_size"]]
             out = score(tf.constant(batch))
@@ -225,11 +233,13 @@ class WaveformModelling:
             wanted = batch[:, 1:][:, scored]
             errors.append(predicted - wanted)
             naive.append(batch[:, :-1][:, scored] - wanted)
-            levels = self._levels(wanted, info, config["num_levels"]).numpy()
-            hits.append(self._levels(predicted, info, config["num_levels"]).numpy() == levels)
+            levels = self._levels(wanted, info, num_levels).numpy()
+            marginal_bits.append(marginal[levels])
+            hits.append(self._levels(predicted, info, num_levels).numpy() == levels)
         errors, naive = np.concatenate(errors), np.concatenate(naive)
         return {
             "bits_per_sample": float(np.mean(np.concatenate(bits))),
+            "marginal_bits_per_sample": float(np.mean(np.concatenate(marginal_bits))),
             "next_level_accuracy": float(np.mean(np.concatenate(hits))),
             "mae": float(np.mean(np.abs(errors))),
             "rmse": float(np.sqrt(np.mean(errors**2))),
