@@ -62,6 +62,46 @@ def test_image_folder(image_folder):
     assert image.shape == (24, 24, 3) and image.dtype == tf.uint8
 
 
+def test_a_folder_loads_at_its_images_own_small_size_and_channels(image_folder, tmp_path):
+    # 40x40 colour images: their own size, three channels (no blowing up to 64).
+    data = image_data.load(str(image_folder))
+    assert data.image_shape == (40, 40, 3)
+    # Greyscale images of one size, as PNG, JPEG and GIF: one channel, as they are.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = {}
+    for label in ("zero", "one"):
+        (tmp_path / "grey" / label).mkdir(parents=True)
+        for i, fmt in enumerate(["png", "png", "gif", "jpeg"]):
+            pixels = rng.integers(0, 256, (28, 20), dtype=np.uint8)
+            path = tmp_path / "grey" / label / f"{i}.{fmt}"
+            Image.fromarray(pixels, mode="L").save(path)
+            grey[str(path)] = pixels
+    data = image_data.load(str(tmp_path / "grey"))
+    assert data.image_shape == (28, 20, 1)
+    images = [x.numpy() for x, _ in data.train.concatenate(data.validation).concatenate(data.test)]
+    assert all(x.shape == (28, 20, 1) and x.dtype == np.uint8 for x in images)
+    # Lossless formats hold their pixels exactly.
+    png = image_data.read_image(str(tmp_path / "grey" / "one" / "0.png"), (28, 20), 1)
+    np.testing.assert_array_equal(png[..., 0], grey[str(tmp_path / "grey" / "one" / "0.png")])
+    gif = image_data.read_image(str(tmp_path / "grey" / "one" / "2.gif"), (28, 20), 1)
+    np.testing.assert_array_equal(gif[..., 0], grey[str(tmp_path / "grey" / "one" / "2.gif")])
+    # A colour image among them makes the folder colour; sizes that differ, or one
+    # larger than 64, load at 64x64.
+    write_image(tmp_path / "grey" / "one" / "colour.png", np.zeros((28, 20, 3), np.uint8))
+    assert image_data.load(str(tmp_path / "grey")).image_shape == (28, 20, 3)
+    write_image(tmp_path / "grey" / "one" / "big.png", np.zeros((30, 20, 3), np.uint8))
+    assert image_data.folder_image_format(str(tmp_path / "grey")) == ((64, 64), 3)
+    for path in (tmp_path / "grey").glob("*/*"):
+        path.unlink()
+    for label in ("zero", "one"):
+        write_image(tmp_path / "grey" / label / "big.png", np.zeros((96, 96, 3), np.uint8))
+    assert image_data.folder_image_format(str(tmp_path / "grey")) == ((64, 64), 3)
+    # image_size set by the user wins.
+    assert image_data.load(str(image_folder), image_size=24).image_shape == (24, 24, 3)
+
+
 def test_corrupt_image_is_named(image_folder):
     (image_folder / "square" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"broken\.png"):

@@ -99,6 +99,37 @@ def test_greyscale_rgba_and_palette_images_are_converted(trained, test_images, t
     assert labels[2] == test_images[3][0]  # RGBA with opaque alpha = the RGB image
 
 
+def test_a_greyscale_folder_trains_and_serves_in_one_channel(tmp_path):
+    """A folder of small greyscale images (dark or light) trains a one-channel model
+    at their own size, whose export takes PNG, JPEG and GIF, grey or colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, (low, high) in {"dark": (0, 90), "light": (165, 256)}.items():
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(30):
+            pixels = rng.integers(low, high, (20, 16), dtype=np.uint8)
+            Image.fromarray(pixels, mode="L").save(tmp_path / "data" / label / f"{i}.png")
+    proc = run_cli(
+        "train", "cnn", "--dataset", tmp_path / "data", "--run-dir", tmp_path / "run",
+        "--export-dir", tmp_path / "exports", "--epochs", "8", "--batch-size", "8", "--set", "filters=[8]",
+        "--set", "dense_units=0", "--set", "learning_rate=0.01",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["accuracy"] == 1.0, metrics  # Six held-out images, far apart.
+    export = tmp_path / "exports" / "cnn" / "1"
+    manifest = json.loads((export / MANIFEST).read_text())
+    assert manifest["data"]["image_shape"] == [20, 16, 1]
+    light = np.full((20, 16), 230, np.uint8)
+    Image.fromarray(light, mode="L").save(tmp_path / "light.gif")
+    Image.fromarray(np.zeros((40, 32, 3), np.uint8)).save(tmp_path / "dark.jpg")
+    Image.fromarray(np.full((20, 16, 3), 220, np.uint8)).save(tmp_path / "light.png")
+    files = [tmp_path / name for name in ("light.gif", "dark.jpg", "light.png")]
+    served = serve_in_tf_only_process(str(export), files)
+    assert served["labels"] == ["light", "dark", "light"], served
+
+
 def test_corrupt_bytes_are_an_invalid_argument(trained):
     result, _ = trained
     serve = tf.saved_model.load(result.export_dir).signatures["serving_default"]

@@ -25,7 +25,11 @@ from kerasnotes.data.downloads import (
 from kerasnotes.errors import DataError, one_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+# A class folder's images are loaded at their own size when they share one no larger
+# than this, and at this size otherwise; looked at in up to `FOLDER_SAMPLE` files.
 DEFAULT_FOLDER_IMAGE_SIZE = 64
+FOLDER_SAMPLE = 256
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow's modes of greyscale images.
 # tfds names the CLI lists; any tfds image classification dataset with
 # supervised (image, label) keys works.
 TFDS_EXAMPLES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
@@ -82,6 +86,21 @@ def to_data_format(images, data_format: str, spatial_rank: int = 2):
     )
 
 
+def decode_image(image_bytes: tf.Tensor, channels: int) -> tf.Tensor:
+    """One encoded image (JPEG, PNG, GIF, BMP; a GIF's first frame) to uint8 `(height,
+    width, channels)`: with 3 channels as `tf.io.decode_image` gives them (grey
+    repeated, alpha dropped); with 1 a grey image as it is and a colour one by luma
+    (`tf.image.rgb_to_grayscale`), GIFs (always decoded in colour) included."""
+    if channels != 1:
+        return tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
+    image = tf.io.decode_image(image_bytes, expand_animations=False)  # Its own channels.
+    return tf.cond(
+        tf.shape(image)[-1] < 3,
+        lambda: image[..., :1],  # Grey, or grey and alpha.
+        lambda: tf.image.rgb_to_grayscale(image[..., :3]),
+    )
+
+
 def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.Tensor:
     """Encoded images (string `(batch,)`) to float pixels in the model's order, in the graph.
 
@@ -91,8 +110,7 @@ def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.T
     height, width, channels = image_shape
 
     def decode(image):
-        image = tf.io.decode_image(image, channels=channels, expand_animations=False)
-        return resize(image, (height, width))
+        return resize(decode_image(image, channels), (height, width))
 
     images = tf.map_fn(
         decode,
@@ -180,7 +198,7 @@ def expected_image_size(dataset: str | None, image_size=None):
     dataset = dataset or "shapes"
     size = known_image_size(dataset, image_size, Shapes, EMBEDDED)
     if size is None and os.path.isdir(dataset):
-        return (DEFAULT_FOLDER_IMAGE_SIZE,) * 2
+        return folder_image_format(dataset)[0]
     return size
 
 
@@ -207,8 +225,9 @@ def load(
         dataset: `None` or `"shapes"` (embedded, default), `"shapes/small"`, a
             directory with one sub-folder of images per class, or a tfds name such
             as `"mnist"`.
-        image_size: `None` (the dataset's own size; 64 for folders), an int or
-            `[height, width]`.
+        image_size: `None` (the dataset's own size; a folder's own when its images
+            share one of at most 64x64, else 64), an int or `[height, width]`. A
+            folder of greyscale images loads with one channel.
         skip_bad_records: skip (and count) unreadable images in a folder instead
             of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
@@ -224,7 +243,8 @@ def load(
         dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="images"
     )
     if builder is None:
-        return _from_folder(dataset, size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2, skip_bad_records)
+        own_size, channels = folder_image_format(dataset)
+        return _from_folder(dataset, size or own_size, channels, skip_bad_records)
     return _from_builder(builder, dataset, size)
 
 
@@ -320,11 +340,11 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
     return items, skipped
 
 
-def read_image(file: str, size) -> np.ndarray:
-    """An image file decoded (three channels) and resized to `size`, uint8; `OSError`
-    if it cannot be read, `ValueError` if it cannot be decoded."""
+def read_image(file: str, size, channels: int = 3) -> np.ndarray:
+    """An image file decoded (to `channels`, see `decode_image`) and resized to `size`,
+    uint8; `OSError` if it cannot be read, `ValueError` if it cannot be decoded."""
     try:
-        image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+        image = decode_image(tf.io.read_file(file), channels)
     except tf.errors.NotFoundError as e:
         raise OSError(e.message) from None
     except tf.errors.InvalidArgumentError as e:
@@ -358,12 +378,10 @@ def held_out_split(count: int, what: str, unit: str = "images") -> dict[str, np.
     }
 
 
-def read_class_folder(
-    path: str, extensions, read, *, unit: str, skip_bad_records: bool
-) -> tuple[list[str], dict[str, tf.data.Dataset], dict[str, int]]:
-    """`path/<class>/<file>` for files ending in `extensions`, each read into memory by
-    `read(file)` (see `read_files`; unreadable ones named, or skipped and counted),
-    split 80/10/10: `(class names, {split: (example, label) dataset}, {split: count})`."""
+def class_files(path: str, extensions, *, unit: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """The class names of `path/<class>/` and its `(file, label)` pairs for files
+    ending in `extensions`, in order; a `DataError` for fewer than two classes or no
+    such file."""
     what = f"{unit.capitalize()} folder {path!r}"
     classes = sorted(
         d
@@ -385,6 +403,51 @@ def read_class_folder(
         raise DataError(
             f"{what} has {len(classes)} class sub-folder; a classifier needs at least 2."
         )
+    return classes, files
+
+
+def folder_image_format(path: str) -> tuple[tuple[int, int], int]:
+    """The `(height, width)` and channel count a class folder's images load at by
+    default, from the headers of up to `FOLDER_SAMPLE` of them spread over the folder
+    (nothing decoded): their own size when they share one no larger than
+    `DEFAULT_FOLDER_IMAGE_SIZE` (small images are not blown up), that size otherwise;
+    one channel when every one is greyscale, three otherwise."""
+    from PIL import Image
+
+    _, files = class_files(path, IMAGE_EXTENSIONS, unit="image")
+    sizes, greys = set(), []
+    for file, _ in files[:: max(1, len(files) // FOLDER_SAMPLE)]:
+        try:
+            with Image.open(file) as image:
+                sizes.add((image.height, image.width))
+                greys.append(_is_grey(image))
+        except (OSError, ValueError):  # Named when the folder is read.
+            continue
+    size = sizes.pop() if len(sizes) == 1 else None
+    if size is None or max(size) > DEFAULT_FOLDER_IMAGE_SIZE:
+        size = (DEFAULT_FOLDER_IMAGE_SIZE,) * 2
+    return size, 1 if greys and all(greys) else 3
+
+
+def _is_grey(image) -> bool:
+    """Whether a Pillow image is greyscale: a grey mode, or a palette of greys only
+    (as GIFs store grey images)."""
+    if image.mode in GREY_MODES:
+        return True
+    if image.mode != "P":
+        return False
+    palette = np.array(image.getpalette() or [0, 0, 0]).reshape(-1, 3)
+    return bool(np.all(palette == palette[:, :1]))
+
+
+def read_class_folder(
+    path: str, extensions, read, *, unit: str, skip_bad_records: bool
+) -> tuple[list[str], dict[str, tf.data.Dataset], dict[str, int]]:
+    """`path/<class>/<file>` for files ending in `extensions`, each read into memory by
+    `read(file)` (see `read_files`; unreadable ones named, or skipped and counted),
+    split 80/10/10: `(class names, {split: (example, label) dataset}, {split: count})`."""
+    what = f"{unit.capitalize()} folder {path!r}"
+    classes, files = class_files(path, extensions, unit=unit)
     examples, _ = read_files(
         [file for file, _ in files],
         read,
@@ -403,19 +466,21 @@ def read_class_folder(
     return classes, splits, {name: len(indices) for name, indices in parts.items()}
 
 
-def _from_folder(path: str, size, skip_bad_records: bool) -> ImageClassificationData:
+def _from_folder(
+    path: str, size, channels: int, skip_bad_records: bool
+) -> ImageClassificationData:
     """Read `path/<class>/<image>` into memory, checking every image once."""
     classes, splits, counts = read_class_folder(
         path,
         IMAGE_EXTENSIONS,
-        lambda file: read_image(file, size),
+        lambda file: read_image(file, size, channels),
         unit="image",
         skip_bad_records=skip_bad_records,
     )
     return ImageClassificationData(
         **splits,
         class_names=classes,
-        image_shape=(size[0], size[1], 3),
+        image_shape=(size[0], size[1], channels),
         num_examples=counts,
         source=f"folder:{os.path.abspath(path)}",
     )
