@@ -169,13 +169,23 @@ class TruncatedBPTT(keras.Model):
         batch_size = input_shape[0]
         if batch_size is None:
             raise ValueError("Truncated BPTT needs batches of a fixed size.")
+        # Under a tf.distribute strategy each replica trains its own rows of every
+        # batch (the same rows each step, so its own streams) and keeps their carry in
+        # its own copy of the variables (synchronised on read, never on write).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if batch_size % replicas:
+            raise ValueError(
+                f"Truncated BPTT over {replicas} replicas needs a batch size divisible by "
+                f"{replicas}, not {batch_size}."
+            )
         self.carry = [
             [
-                self.add_weight(
-                    shape=(batch_size, size),
-                    initializer="zeros",
+                keras.Variable(
+                    keras.initializers.Zeros()((batch_size // replicas, size)),
                     trainable=False,
                     name=f"carry_{i}_{j}",
+                    synchronization="on_read",
+                    aggregation="mean",
                 )
                 for j, size in enumerate(sizes)
             ]
