@@ -6,8 +6,9 @@
 2. Input pipeline: the kerasnotes pipeline over the cached tfds `shapes` data against
    the same batches from in-memory tensors, same model. Goal: ratio >= 0.95.
 
-Rounds alternate the contenders and report medians, because step time on this machine
-drifts between processes and over time (see STACK-FACTS.md).
+Each model is built and warmed up once; rounds alternate the contenders' order and the
+ratios are medians of per-round pairs, because step time on this machine drifts between
+processes and over time (see STACK-FACTS.md).
 
     python benchmarks/cnn_throughput.py [--rounds 5] [--steps 60]
 """
@@ -60,7 +61,6 @@ def kerasnotes_cnn():
 
 
 def images_per_second(model, batches, steps, batch_size):
-    model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # trace and warm up
     start = time.perf_counter()
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
     return steps * batch_size / (time.perf_counter() - start)
@@ -89,32 +89,39 @@ def main():
         .prefetch(tf.data.AUTOTUNE)
     )
 
-    results = {"kerasnotes": [], "plain_keras": [], "tfds_cached": [], "in_memory": []}
-    for _ in range(args.rounds):
-        keras.utils.set_random_seed(0)
-        results["kerasnotes"].append(
-            images_per_second(kerasnotes_cnn(), cached, args.steps, args.batch_size)
-        )
-        results["plain_keras"].append(
-            images_per_second(plain_keras_cnn(), cached, args.steps, args.batch_size)
-        )
-        results["tfds_cached"].append(
-            images_per_second(kerasnotes_cnn(), cached, args.steps, args.batch_size)
-        )
-        results["in_memory"].append(
-            images_per_second(kerasnotes_cnn(), in_memory, args.steps, args.batch_size)
-        )
-    median = {k: statistics.median(v) for k, v in results.items()}
-    for name, value in median.items():
+    # Each contender's model is built and warmed up once; every round then times each
+    # once, in alternating order, and the ratios are taken round by round (pairs
+    # measured back to back), so drift between rounds cancels.
+    keras.utils.set_random_seed(0)
+    contenders = {
+        "kerasnotes (tfds cached pipeline)": (kerasnotes_cnn(), cached),
+        "plain Keras, same batches": (plain_keras_cnn(), cached),
+        "kerasnotes, in-memory tensors": (kerasnotes_cnn(), in_memory),
+    }
+    for model, batches in contenders.values():
+        model.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # Trace, warm up.
+    results = {name: [] for name in contenders}
+    for round_ in range(args.rounds):
+        order = list(contenders) if round_ % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            model, batches = contenders[name]
+            results[name].append(images_per_second(model, batches, args.steps, args.batch_size))
+    print("| contender | images/s (median) | rounds |")
+    print("| --- | --- | --- |")
+    for name, values in results.items():
+        shown = ", ".join(f"{v:.0f}" for v in values)
+        print(f"| {name} | {statistics.median(values):.0f} | {shown} |")
+    ours, plain, memory = results.values()
+    for label, a, b, goal in (
+        ("kerasnotes / plain Keras training throughput", ours, plain, 0.98),
+        ("tfds cached / in-memory pipeline", ours, memory, 0.95),
+    ):
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        median = statistics.median(ratios)
         print(
-            f"{name:>12}: {value:8.1f} images/s (median of {args.rounds}; {[round(v) for v in results[name]]})"
+            f"{label}: {median:.3f} (paired rounds: {', '.join(f'{r:.3f}' for r in ratios)}; "
+            f"goal >= {goal}: {'met' if median >= goal else 'NOT met'})"
         )
-    print(
-        f"kerasnotes / plain Keras throughput: {median['kerasnotes'] / median['plain_keras']:.3f} (goal >= 0.98)"
-    )
-    print(
-        f"tfds cached / in-memory pipeline:    {median['tfds_cached'] / median['in_memory']:.3f} (goal >= 0.95)"
-    )
 
 
 if __name__ == "__main__":

@@ -203,24 +203,32 @@ def train(
 @click.argument("path", type=click.Path())
 @click.option("--dataset", help="Evaluate on this dataset instead of the trained one.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size.")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "validation"]),
+    default="test",
+    show_default=True,
+    help="The held-out split: test (what runs report) or validation (to choose settings on).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_context
-def evaluate(ctx, path, dataset, batch_size, as_json):
+def evaluate(ctx, path, dataset, batch_size, split, as_json):
     """Held-out metrics of PATH: a run directory or an export version.
 
     \b
     Examples:
       kerasnotes evaluate runs/cnn-20261122-101500
       kerasnotes evaluate saved_models/cnn/1 --json
+      kerasnotes evaluate runs/captioner-20261122-101500 --split validation
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import evaluate as run_evaluate
 
-        metrics = run_evaluate(path, dataset=dataset, batch_size=batch_size)
+        metrics = run_evaluate(path, dataset=dataset, batch_size=batch_size, split=split)
         if as_json:
             click.echo(json.dumps(metrics, indent=2))
         else:
-            click.echo(f"Held-out metrics of {path}:")
+            click.echo(f"Held-out metrics of {path} ({split} split):")
             _print_metrics(metrics)
 
 

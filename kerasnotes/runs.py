@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Any
@@ -151,14 +152,27 @@ def is_export(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = None) -> dict:
+SPLITS = ("test", "validation")
+
+
+def evaluate(
+    path: str,
+    *,
+    dataset: str | None = None,
+    batch_size: int | None = None,
+    split: str = "test",
+) -> dict:
     """Held-out metrics of a run directory or an export.
 
     Args:
         path: a run directory or an export version directory.
         dataset: evaluate on this dataset instead of the one trained on.
         batch_size: evaluation batch size (default: the training one).
+        split: `"test"` (the held-out figures a run reports) or `"validation"` (the
+            split that choices between settings are made on, leaving test unseen).
     """
+    if split not in SPLITS:
+        raise UsageError(f"Invalid split {split!r}: expected one of {', '.join(SPLITS)}.")
     if not os.path.exists(path):
         raise UsageError(f"{path!r} does not exist: give a run directory or an export.")
     if is_export(path):
@@ -184,7 +198,21 @@ def evaluate(path: str, *, dataset: str | None = None, batch_size: int | None = 
                 f"Dataset {config['dataset']!r} does not match the model: its {key} "
                 f"{new_info.get(key)} differs from the trained {info[key]}."
             )
-    return task.evaluate(predict, data, info, config)
+    return task.evaluate(predict, _held_out(data, split), info, config)
+
+
+def _held_out(data, split: str):
+    """`data` with `split` in the place of the test split, the one evaluation reads
+    (a shallow copy; the series of a series task's data too)."""
+    if split == "test":
+        return data
+    view = copy.copy(data)
+    view.test = data.validation
+    if isinstance(getattr(data, "num_examples", None), dict):
+        view.num_examples = {**data.num_examples, "test": data.num_examples.get(split)}
+    if hasattr(data, "series"):
+        view.series = _held_out(data.series, split)
+    return view
 
 
 def read_inputs(path: str) -> list[str]:

@@ -320,6 +320,17 @@ def test_predict_evaluate_and_export_commands(trained, tmp_path):
     import json
 
     assert json.loads(proc.stdout)["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    # The validation split: the accuracy Keras logged for the kept epoch's weights.
+    from kerasnotes import plots
+
+    proc = run_cli("evaluate", result.run_dir, "--split", "validation", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = plots.read_history(os.path.join(result.run_dir, "history.csv"))
+    logged = history["val_accuracy"][result.metrics["weights_epoch"] - 1]
+    assert json.loads(proc.stdout)["accuracy"] == pytest.approx(logged, abs=1e-6)
+    assert_one_line_error(
+        run_cli("evaluate", result.run_dir, "--split", "train"), "'train'", "validation"
+    )
 
     proc = run_cli("export", result.run_dir, "--export-dir", str(tmp_path / "exp"))
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -98,6 +98,12 @@ def test_a_folder_loads_at_its_images_own_small_size_and_channels(image_folder, 
     for label in ("zero", "one"):
         write_image(tmp_path / "grey" / label / "big.png", np.zeros((96, 96, 3), np.uint8))
     assert image_data.folder_image_format(str(tmp_path / "grey")) == ((64, 64), 3)
+    # Images too small for the default cnn's three pooled blocks are scaled up whole.
+    for path in (tmp_path / "grey").glob("*/*"):
+        path.unlink()
+    for label in ("zero", "one"):
+        write_image(tmp_path / "grey" / label / "tiny.png", np.zeros((8, 6, 3), np.uint8))
+    assert image_data.folder_image_format(str(tmp_path / "grey")) == ((24, 18), 3)
     # image_size set by the user wins.
     assert image_data.load(str(image_folder), image_size=24).image_shape == (24, 24, 3)
 

@@ -126,9 +126,13 @@ def test_every_model_trains_evaluates_exports_and_predicts(name, tmp_path):
     assert trained["epochs"] == 1, trained  # Stopped by time_limit.
     export = exports / name / "1"
 
-    # The run directory and the export, evaluated afresh, give the run's figures.
+    # The run directory and the export, evaluated afresh, give the run's figures; the
+    # validation split gives the same measures of other examples.
     _close(_metrics(run_cli("evaluate", run, "--json")), trained)
     _close(_metrics(run_cli("evaluate", export, "--json")), trained)
+    validation = _metrics(run_cli("evaluate", export, "--split", "validation", "--json"))
+    measures = {k for k, v in trained.items() if isinstance(v, float) and k != "train_seconds"}
+    assert measures <= set(validation), (measures, validation)
 
     # export RUN_DIR writes a version that holds the same signatures.
     proc = run_cli("export", run, "--export-dir", exports)

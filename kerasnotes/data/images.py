@@ -29,6 +29,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 # than this, and at this size otherwise; looked at in up to `FOLDER_SAMPLE` files.
 DEFAULT_FOLDER_IMAGE_SIZE = 64
 FOLDER_SAMPLE = 256
+# Images smaller than this on a side are scaled up (keeping their shape) until it fits:
+# the default cnn's three pooled blocks need 16x16.
+MIN_FOLDER_IMAGE_SIDE = 16
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow's modes of greyscale images.
 # tfds names the CLI lists; any tfds image classification dataset with
 # supervised (image, label) keys works.
@@ -410,7 +413,8 @@ def folder_image_format(path: str) -> tuple[tuple[int, int], int]:
     """The `(height, width)` and channel count a class folder's images load at by
     default, from the headers of up to `FOLDER_SAMPLE` of them spread over the folder
     (nothing decoded): their own size when they share one no larger than
-    `DEFAULT_FOLDER_IMAGE_SIZE` (small images are not blown up), that size otherwise;
+    `DEFAULT_FOLDER_IMAGE_SIZE` (small images are not blown up; below
+    `MIN_FOLDER_IMAGE_SIDE` on a side, a whole multiple of it), that size otherwise;
     one channel when every one is greyscale, three otherwise."""
     from PIL import Image
 
@@ -426,6 +430,8 @@ def folder_image_format(path: str) -> tuple[tuple[int, int], int]:
     size = sizes.pop() if len(sizes) == 1 else None
     if size is None or max(size) > DEFAULT_FOLDER_IMAGE_SIZE:
         size = (DEFAULT_FOLDER_IMAGE_SIZE,) * 2
+    scale = -(-MIN_FOLDER_IMAGE_SIDE // min(size))  # At least 1, rounded up.
+    size = (size[0] * scale, size[1] * scale)
     return size, 1 if greys and all(greys) else 3
 
 
