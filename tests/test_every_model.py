@@ -106,8 +106,7 @@ def _close(got: dict, want: dict) -> None:
         assert got[key] == pytest.approx(want[key], rel=1e-3, abs=1e-3), key
 
 
-@pytest.mark.parametrize("name", kerasnotes.list_models())
-def test_every_model_trains_evaluates_exports_and_predicts(name, tmp_path):
+def _through_the_cli(name: str, tmp_path) -> None:
     from kerasnotes.registry import get_spec
 
     run, exports = tmp_path / "run", tmp_path / "saved_models"
@@ -148,6 +147,25 @@ def test_every_model_trains_evaluates_exports_and_predicts(name, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and isinstance(json.loads(lines[0]), dict), proc.stdout
+
+
+# The models in two halves, one class each: pytest-xdist (`--dist=loadscope`) gives each
+# class a worker of its own, as it gives each module, so the halves run side by side.
+OF_IMAGES_CLIPS_AND_SOUNDS = ("cnn", "captioner", "vqa", "video", "wavenet", "wavenet-generator")
+
+
+class TestModelsOfImagesClipsAndSounds:
+    @pytest.mark.parametrize("name", OF_IMAGES_CLIPS_AND_SOUNDS)
+    def test_trains_evaluates_exports_and_predicts(self, name, tmp_path):
+        _through_the_cli(name, tmp_path)
+
+
+class TestModelsOfText:
+    @pytest.mark.parametrize(
+        "name", [m for m in kerasnotes.list_models() if m not in OF_IMAGES_CLIPS_AND_SOUNDS]
+    )
+    def test_trains_evaluates_exports_and_predicts(self, name, tmp_path):
+        _through_the_cli(name, tmp_path)
 
 
 def test_every_registered_model_is_covered():
