@@ -224,6 +224,16 @@ def test_conll_files_load_with_the_chosen_tag_column(tmp_path):
     )
     chunks = text_data.load(path, "tagging", tag_column=2)
     assert chunks.class_names == ["B-NP", "B-VP"]
+    # The token column is no tag column (its words were taken as tags), nor a column
+    # past the last, counted either way.
+    for column, message in (
+        (0, "Invalid tag_column 0 .*after the token"),
+        (-4, "tag_column -4 does not exist .*use 1 to 3"),
+        (7, "tag_column 7 does not exist"),
+        ("ner", "Invalid tag_column 'ner'"),
+    ):
+        with pytest.raises(DataError, match=message):
+            text_data.load(path, "tagging", tag_column=column)
 
 
 def test_a_folder_of_conll_2003_files_keeps_its_split(tmp_path):

@@ -295,10 +295,10 @@ def _record(line: int, text: str, label: str):
 def _conll_reader(tag_column):
     """Reads `(line, text, tags)` sentences of a CoNLL column file."""
     column = -1 if tag_column is None else tag_column
-    if not (isinstance(column, int) and not isinstance(column, bool)):
+    if not (isinstance(column, int) and not isinstance(column, bool)) or column == 0:
         raise DataError(
-            f"Invalid tag_column {tag_column!r} for a CoNLL file: expected a column "
-            "number (0 is the token, -1 the last column)."
+            f"Invalid tag_column {tag_column!r} for a CoNLL file: expected the number of "
+            "a column after the token (column 0), or -1 for the last."
         )
 
     def read(path: str, text: str):
@@ -322,7 +322,7 @@ def _conll_reader(tag_column):
                 problem = BadRecord(line, NOT_UTF8)
             elif len(fields) != width:
                 problem = BadRecord(line, f"has {len(fields)} columns, earlier lines {width}")
-            elif not -width <= column < width:
+            elif not (-width < column < width):  # -width is the token column too.
                 raise DataError(
                     f"CoNLL file {path!r} has {width} columns: tag_column {column} does not "
                     f"exist (use 1 to {width - 1}, or -1 for the last)."
