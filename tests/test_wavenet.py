@@ -254,6 +254,40 @@ def test_predict_takes_wav_files_and_names_bad_ones(trained_wavenet, tmp_path):
     assert_one_line_error(bad, "silent.wav", "it has no samples")
 
 
+def _write_raw_wav(path, samples: bytes, width: int, rate: int, float_samples=False):
+    """A mono WAV of `samples` (`width` bytes each), PCM or IEEE float, as recorders
+    write them (the standard library writes PCM only)."""
+    import struct
+
+    fmt = struct.pack(
+        "<HHIIHH", 3 if float_samples else 1, 1, rate, rate * width, width, width * 8
+    )
+    body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(samples))
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + len(samples)) + body + samples)
+    return path
+
+
+def test_24_bit_and_float_wavs_load_and_are_labelled(trained_wavenet, tmp_path):
+    wave = signals.synthesize(np.random.default_rng(5), "square", 1024) * 0.9
+    pcm24 = b"".join(int(v * 2**23).to_bytes(3, "little", signed=True) for v in wave)
+    files = {
+        "24bit": _write_raw_wav(tmp_path / "24bit.wav", pcm24, 3, 8000),
+        "float": _write_raw_wav(
+            tmp_path / "float.wav", wave.astype("<f4").tobytes(), 4, 8000, True
+        ),
+        "16bit": _write_wav(tmp_path / "16bit.wav", wave, 8000),
+    }
+    for name, path in files.items():  # TensorFlow's decoder reads only 16-bit PCM.
+        got = waveforms.read_wav(str(path), None, 8000)[:, 0]
+        np.testing.assert_allclose(got, wave, atol=1e-4, err_msg=name)
+    assert waveforms.wav_rate(str(files["float"])) == 8000
+    # predict gives the export, whose contract is 16-bit PCM, such files as 16-bit PCM.
+    proc = run_cli("predict", trained_wavenet.export_dir, *map(str, files.values()))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = [line.split("\t")[1] for line in proc.stdout.strip().splitlines()]
+    assert len(labels) == 3 and len(set(labels)) == 1, labels
+
+
 def test_a_wav_folder_trains_from_the_cli(wav_folder, tmp_path):
     proc = run_cli(
         "train", "wavenet", "--dataset", str(wav_folder), "--epochs", "1",

@@ -102,19 +102,44 @@ def encode_wav(waveform: np.ndarray, sample_rate: int) -> bytes:
 
 
 def wav_rate(path: str) -> int:
-    """The sample rate a WAV file's header gives (the standard library's `wave`);
-    `ValueError` if it is not a PCM WAV file, `OSError` if it cannot be read."""
+    """The sample rate a WAV file's header gives (the standard library's `wave`, or
+    SciPy's reader for float WAVs); `ValueError` if it is not a WAV file, `OSError` if
+    it cannot be read."""
     import wave
 
     try:
         with wave.open(path, "rb") as f:
             return f.getframerate()
     except (wave.Error, EOFError) as e:
-        raise ValueError(f"not a PCM WAV file ({e})") from None
+        with open(path, "rb") as f:
+            return decode_other_wav(f.read(), f"not a WAV file ({e})")[1]
+
+
+def decode_other_wav(content: bytes, reason: str) -> tuple[np.ndarray, int]:
+    """WAV bytes TensorFlow does not decode (8-, 24- or 32-bit PCM, 32- or 64-bit
+    float) read by SciPy: float32 `(samples, 1)` in [-1, 1], channels mixed down, and
+    the rate; `ValueError(reason)` if SciPy cannot read them either."""
+    import io
+
+    from scipy.io import wavfile
+
+    try:
+        rate, data = wavfile.read(io.BytesIO(content))
+    except Exception:  # SciPy raises anything from ValueError to struct.error.
+        raise ValueError(reason) from None
+    if data.dtype.kind == "u":  # 8-bit PCM is unsigned, centred on 128.
+        data = (data.astype(np.float32) - 128) / 128
+    elif data.dtype.kind == "i":  # 24-bit PCM comes left-aligned in int32.
+        data = data.astype(np.float32) / -float(np.iinfo(data.dtype).min)
+    data = data.astype(np.float32).reshape(len(data), -1)
+    if not len(data):
+        raise ValueError(NO_SAMPLES)
+    return data.mean(axis=1, keepdims=True), int(rate)
 
 
 def read_wav(path: str, num_samples: int | None, sample_rate: int) -> np.ndarray:
-    """float32 `(samples, 1)` from a WAV file (channels mixed down), resampled to
+    """float32 `(samples, 1)` from a WAV file (16-bit PCM as the exports decode it;
+    8-, 24- and 32-bit PCM and float through SciPy; channels mixed down), resampled to
     `sample_rate`, cut or padded to `num_samples` unless it is `None`; `ValueError`
     if it cannot be decoded, `OSError` if it cannot be read."""
     import scipy.signal
@@ -123,9 +148,11 @@ def read_wav(path: str, num_samples: int | None, sample_rate: int) -> np.ndarray
         content = f.read()
     try:
         mono, rate = decode_wav(content)
+        mono, rate = mono.numpy(), int(rate)
     except tf.errors.InvalidArgumentError as e:
-        raise ValueError(e.message) from None
-    mono, rate = mono.numpy(), int(rate)
+        if NO_SAMPLES in e.message:
+            raise ValueError(e.message) from None
+        mono, rate = decode_other_wav(content, e.message)
     if rate != sample_rate:
         divisor = math.gcd(rate, sample_rate)
         mono = scipy.signal.resample_poly(mono, sample_rate // divisor, rate // divisor, axis=0)

@@ -16,6 +16,8 @@ Export contract:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -109,10 +111,17 @@ class WaveformClassification(ImageClassification):
 
     def serve_file(self, serve, path: str, manifest: dict) -> dict:
         content = read_bytes(path, "sound")
+        rate = manifest["data"]["sample_rate"]
         try:
             return serve(audio_bytes=tf.constant([content]))
         except tf.errors.InvalidArgumentError as e:
-            rate = manifest["data"]["sample_rate"]
+            # A WAV the export does not decode (24-bit or float samples) goes to it as
+            # the 16-bit PCM its contract takes.
+            with contextlib.suppress(ValueError):
+                sound, found = waveform_data.decode_other_wav(content, e.message)
+                if found == rate and waveform_data.NO_SAMPLES not in e.message:
+                    pcm = waveform_data.encode_wav(np.clip(sound, -1, 1), rate)
+                    return serve(audio_bytes=tf.constant([pcm]))
             try:
                 found = waveform_data.wav_rate(path)
             except (OSError, ValueError):
