@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -124,7 +125,9 @@ def decode_other_wav(content: bytes, reason: str) -> tuple[np.ndarray, int]:
     from scipy.io import wavfile
 
     try:
-        rate, data = wavfile.read(io.BytesIO(content))
+        with warnings.catch_warnings():  # Chunks it skips; a bad file raises below.
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, data = wavfile.read(io.BytesIO(content))
     except Exception:  # SciPy raises anything from ValueError to struct.error.
         raise ValueError(reason) from None
     if data.dtype.kind == "u":  # 8-bit PCM is unsigned, centred on 128.
