@@ -181,7 +181,8 @@ class TruncatedBPTT(keras.Model):
         self.carry = [
             [
                 keras.Variable(
-                    keras.initializers.Zeros()((batch_size // replicas, size)),
+                    "zeros",
+                    shape=(batch_size // replicas, size),
                     trainable=False,
                     name=f"carry_{i}_{j}",
                     synchronization="on_read",

@@ -16,8 +16,6 @@ Export contract:
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import tensorflow as tf
 
@@ -115,24 +113,22 @@ class WaveformClassification(ImageClassification):
         try:
             return serve(audio_bytes=tf.constant([content]))
         except tf.errors.InvalidArgumentError as e:
-            # A WAV the export does not decode (24-bit or float samples) goes to it as
-            # the 16-bit PCM its contract takes.
-            with contextlib.suppress(ValueError):
-                sound, found = waveform_data.decode_other_wav(content, e.message)
-                if found == rate and waveform_data.NO_SAMPLES not in e.message:
-                    pcm = waveform_data.encode_wav(np.clip(sound, -1, 1), rate)
-                    return serve(audio_bytes=tf.constant([pcm]))
-            try:
-                found = waveform_data.wav_rate(path)
-            except (OSError, ValueError):
-                found = None
-            reason = f"it is {found} Hz" if found and found != rate else "it cannot be decoded"
-            if waveform_data.NO_SAMPLES in e.message:
-                reason = "it has no samples"
-            raise DataError(
-                f"Corrupt or unsupported sound {path!r} ({reason}): expected a 16-bit PCM "
-                f"WAV file at {rate} Hz."
-            ) from None
+            message = e.message
+        try:  # What SciPy reads of it: the rate, and the samples.
+            sound, found = waveform_data.decode_other_wav(content, message)
+        except ValueError:
+            sound, found = None, None
+        if sound is not None and found == rate:
+            # 24-bit or float samples: given to the export as the 16-bit PCM it takes.
+            pcm = waveform_data.encode_wav(np.clip(sound, -1, 1), rate)
+            return serve(audio_bytes=tf.constant([pcm]))
+        reason = f"it is {found} Hz" if found else "it cannot be decoded"
+        if waveform_data.NO_SAMPLES in message:
+            reason = "it has no samples"
+        raise DataError(
+            f"Corrupt or unsupported sound {path!r} ({reason}): expected a 16-bit PCM "
+            f"WAV file at {rate} Hz."
+        )
 
 
 TASK = WaveformClassification()
