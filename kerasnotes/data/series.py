@@ -7,14 +7,18 @@ Every source comes back as a `SeriesData`: for each split a list of float32 seri
   mu-law companded first, as in WaveNet: `sign(x) ln(1 + mu |x|) / ln(1 + mu)` with
   `mu = num_levels - 1` gives quiet samples finer levels than loud ones;
 - a CSV file of series (one numeric column per series; other columns, such as dates,
-  are left out) is scaled to [-1, 1] by the minimum and maximum of its training part,
-  and quantised evenly (`linear`).
+  are left out) keeps its own units and is quantised evenly (`linear`) after each
+  context is scaled by itself (`context_scaling`), as DeepAR and Chronos scale
+  series: its midrange to 0 and its range to [-1/2, 1/2], so every column, at any
+  level and amplitude, gets the same share of the levels, and room to leave the
+  context's range by as much again on either side.
 
 Each series of a CSV file is split in time: its first 80% trains, the next 10%
 validates, the last 10% tests. Sounds keep their dataset's split.
 
-`to_levels` and `from_levels` are TensorFlow ops: the export quantises its context and
-turns generated levels back into values in the graph, as training does.
+`to_levels`, `from_levels` and `context_scaling` are TensorFlow ops: the export scales
+and quantises its context and turns generated levels back into values in the graph, as
+training does.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ class SeriesData:
     validation: list[np.ndarray]
     test: list[np.ndarray]
     quantization: str  # "mu_law" or "linear"
-    # A value v of the source is (v - offset) / scale in [-1, 1].
-    offset: float
-    scale: float
+    # "none": the values are in [-1, 1] (sounds); "context": each context is scaled by
+    # itself (`context_scaling`) before it is quantised.
+    scaling: str
     sample_rate: int | None  # Samples per second of sounds; None for other series.
     num_examples: dict[str, int]
     source: str
@@ -54,6 +58,19 @@ def to_levels(values, num_levels: int, quantization: str):
         mu = float(num_levels - 1)
         x = tf.sign(x) * tf.math.log1p(mu * tf.abs(x)) / math.log1p(mu)
     return tf.cast(tf.round((x + 1) / 2 * (num_levels - 1)), tf.int32)
+
+
+def context_scaling(context):
+    """`(offset, scale)`, float32 `(batch, 1)`: `(v - offset) / scale` puts each row of
+    `context` `(batch, time)` in [-1/2, 1/2], its midrange at 0 (a constant row at 0,
+    with a scale of a millionth of its value, or of 1)."""
+    import tensorflow as tf
+
+    context = tf.cast(context, tf.float32)
+    high = tf.reduce_max(context, axis=1, keepdims=True)
+    low = tf.reduce_min(context, axis=1, keepdims=True)
+    offset = (high + low) / 2
+    return offset, tf.maximum(high - low, 1e-6 * tf.maximum(1.0, tf.abs(offset)))
 
 
 def from_levels(levels, num_levels: int, quantization: str):
@@ -105,8 +122,7 @@ def load(
     return SeriesData(
         **splits,
         quantization="mu_law",
-        offset=0.0,
-        scale=1.0,
+        scaling="none",
         sample_rate=data.sample_rate,
         num_examples={part: len(series) for part, series in splits.items()},
         source=data.source,
@@ -185,20 +201,16 @@ def _from_csv(path: str, skip_bad_records: bool = False) -> SeriesData:
             f"CSV file {path!r} has {length} rows: too few to split each series 80/10/10 "
             "in time (at least 20 are needed)."
         )
-    training = np.concatenate([column[: cuts[0]] for column in columns])
-    low, high = float(training.min()), float(training.max())
-    offset, scale = (high + low) / 2, max((high - low) / 2, 1e-12)
-    scaled = [((column - offset) / scale).astype(np.float32) for column in columns]
+    columns = [column.astype(np.float32) for column in columns]
     splits = {
-        "train": [s[: cuts[0]] for s in scaled],
-        "validation": [s[cuts[0] : cuts[1]] for s in scaled],
-        "test": [s[cuts[1] :] for s in scaled],
+        "train": [s[: cuts[0]] for s in columns],
+        "validation": [s[cuts[0] : cuts[1]] for s in columns],
+        "test": [s[cuts[1] :] for s in columns],
     }
     return SeriesData(
         **splits,
         quantization="linear",
-        offset=offset,
-        scale=scale,
+        scaling="context",
         sample_rate=None,
         num_examples={part: sum(len(s) for s in series) for part, series in splits.items()},
         source=f"csv:{os.path.abspath(path)}",

@@ -1,13 +1,18 @@
 """Waveform modelling: a sound or a series in, its next values out.
 
 The data are series of floats (`kerasnotes.data.series`), quantised to `num_levels`
-levels (mu-law for sounds, evenly for CSV series). A builder receives `num_levels` and
+levels (mu-law for sounds; evenly for CSV series, each context scaled by its own
+midrange and range first, so that a model continues a series at any level and
+amplitude, and every column of a file gets the same share of the levels). A builder receives `num_levels` and
 returns a model from `levels` `(batch, time)` to `logits` `(batch, time, num_levels)`,
 the next level's scores at every step, with the layer names of
 `kerasnotes.models.wavenet.wavenet_generator` (its generation keeps per-layer queues,
 `QueuedGenerator`). Training reads windows of a receptive field and `window` samples
 and predicts the last `window` of them (cross-entropy), each from a whole receptive
-field before it, as generation after a long enough context does.
+field before it, as generation after a long enough context does. A window of a CSV
+series is scaled by its first receptive field (the values before the first predicted
+one), a `generate` context by its last receptive field, a `score` series by its first
+receptive field (all values but the last if it is shorter).
 
 Held-out metrics, on the test series read in windows: bits per sample (the
 cross-entropy in bits of the next level), next-level accuracy, and the error of the
@@ -103,8 +108,7 @@ class WaveformModelling:
         return {
             "num_levels": (config or {}).get("num_levels", 16),
             "quantization": "mu_law",
-            "offset": 0.0,
-            "scale": 1.0,
+            "scaling": "none",
             "sample_rate": 8000,
             "num_examples": {},
             "source": "example",
@@ -114,8 +118,7 @@ class WaveformModelling:
         source = data.series
         return {
             "quantization": source.quantization,
-            "offset": source.offset,
-            "scale": source.scale,
+            "scaling": source.scaling,
             "sample_rate": source.sample_rate,
             "num_examples": source.num_examples,
             "source": source.source,
@@ -125,16 +128,26 @@ class WaveformModelling:
         return {"num_levels": config.get("num_levels") or info["num_levels"]}
 
     @staticmethod
-    def _levels(values, info, num_levels: int):
-        """Values in the data's units to levels."""
-        scaled = (tf.cast(values, tf.float32) - info["offset"]) / info["scale"]
+    def _scaling(context, info):
+        """`(offset, scale)` that take the values of each row whose context is `context`
+        `(batch, time)` to [-1, 1]: the context's own (CSV series), or none (sounds; the
+        fixed numbers of runs made before contexts were scaled by themselves)."""
+        if info.get("scaling") == "context":
+            return series_data.context_scaling(context)
+        return info.get("offset", 0.0), info.get("scale", 1.0)
+
+    @staticmethod
+    def _levels(values, scaling, info, num_levels: int):
+        """Values in the data's units to levels, by `scaling` (`_scaling`)."""
+        offset, scale = scaling
+        scaled = (tf.cast(values, tf.float32) - offset) / scale
         return series_data.to_levels(scaled, num_levels, info["quantization"])
 
     @staticmethod
-    def _values(levels, info, num_levels: int):
-        """Levels to values in the data's units."""
-        scaled = series_data.from_levels(levels, num_levels, info["quantization"])
-        return scaled * info["scale"] + info["offset"]
+    def _values(levels, scaling, info, num_levels: int):
+        """Levels to values in the data's units, by `scaling`."""
+        offset, scale = scaling
+        return series_data.from_levels(levels, num_levels, info["quantization"]) * scale + offset
 
     @staticmethod
     def receptive_field(config) -> int:
@@ -160,12 +173,17 @@ class WaveformModelling:
         ]
         return np.stack(cut).astype(np.float32) if cut else np.zeros((0, length), np.float32)
 
+    def window_levels(self, values, info, config):
+        """Windows (`windows`) to levels, each scaled by its first receptive field."""
+        scaling = self._scaling(values[:, : self.receptive_field(config)], info)
+        return self._levels(values, scaling, info, config["num_levels"])
+
     def batches(self, split, config, info=None, *, training: bool, num_examples=0):
         """Batched `(levels[:, :-1], levels[:, 1:], weights)` windows: only the last
         `window` steps (after a whole receptive field) count."""
         info = info or self.example_info(config)
-        values = self.windows([s.numpy() for s in split], config)  # Scaled to [-1, 1].
-        levels = series_data.to_levels(values, config["num_levels"], info["quantization"])
+        values = self.windows([s.numpy() for s in split], config)
+        levels = self.window_levels(values, info, config)
         weights = np.zeros(levels.shape[1] - 1, np.float32)
         weights[-config["window"] :] = 1
         weights = tf.tile(weights[None], [len(values), 1])
@@ -185,16 +203,22 @@ class WaveformModelling:
 
     def score_function(self, model, info: dict, config):
         """Series `(batch, time)` in the data's units to bits per sample and the most
-        likely value after each sample but the last."""
+        likely value after each sample but the last; each series scaled by its first
+        receptive field (all values but the last if it is shorter)."""
+        from kerasnotes.models.wavenet import receptive_field_of
+
         num_levels = model.output_shape[-1]
+        field = receptive_field_of(model) or 1
 
         def score(values):
-            levels = self._levels(values, info, num_levels)
+            known = tf.maximum(tf.minimum(field, tf.shape(values)[1] - 1), 1)
+            scaling = self._scaling(values[:, :known], info)
+            levels = self._levels(values, scaling, info, num_levels)
             logits = tf.cast(model(levels[:, :-1], training=False), tf.float32)
             nats = tf.nn.sparse_softmax_cross_entropy_with_logits(levels[:, 1:], logits)
             return {
                 "bits": nats / np.log(2.0),
-                "next_values": self._values(tf.argmax(logits, -1), info, num_levels),
+                "next_values": self._values(tf.argmax(logits, -1), scaling, info, num_levels),
             }
 
         return score
@@ -212,30 +236,30 @@ class WaveformModelling:
         test series read in windows one after another, each value predicted from a
         whole receptive field before it."""
         config = self.with_defaults(config)
-        num_levels = config["num_levels"]
-        training = np.concatenate([s.numpy() for s in data.train])
+        num_levels, field = config["num_levels"], self.receptive_field(config)
+        scored = slice(-config["window"], None)  # The predictions of the window's values.
+        training = self.windows([s.numpy() for s in data.train], config, config["window"])
         counts = np.bincount(
-            series_data.to_levels(training, num_levels, info["quantization"]).numpy(),
+            np.asarray(self.window_levels(training, info, config))[:, scored].ravel(),
             minlength=num_levels,
         )
         marginal = -np.log2((counts + 1) / (counts.sum() + num_levels))
         values = self.windows([s.numpy() for s in data.test], config, stride=config["window"])
         if not len(values):
             raise DataError("The test split has no whole window: nothing to evaluate.")
-        truth = values * info["scale"] + info["offset"]
-        scored = slice(-config["window"], None)  # The predictions of the window's values.
         bits, marginal_bits, errors, naive, hits = [], [], [], [], []
         for start in range(0, len(values), config["batch_size"]):
-            batch = truth[start : start + config["batch_size"]]
+            batch = values[start : start + config["batch_size"]]
+            scaling = self._scaling(batch[:, :field], info)
             out = score(tf.constant(batch))
             bits.append(np.asarray(out["bits"])[:, scored])
             predicted = np.asarray(out["next_values"])[:, scored]
             wanted = batch[:, 1:][:, scored]
             errors.append(predicted - wanted)
             naive.append(batch[:, :-1][:, scored] - wanted)
-            levels = self._levels(wanted, info, num_levels).numpy()
+            levels = self._levels(wanted, scaling, info, num_levels).numpy()
             marginal_bits.append(marginal[levels])
-            hits.append(self._levels(predicted, info, num_levels).numpy() == levels)
+            hits.append(self._levels(predicted, scaling, info, num_levels).numpy() == levels)
         errors, naive = np.concatenate(errors), np.concatenate(naive)
         return {
             "bits_per_sample": float(np.mean(np.concatenate(bits))),
@@ -254,7 +278,7 @@ class WaveformModelling:
         from kerasnotes import plots
 
         config = self.with_defaults(config)
-        series = data.series.test[0] * info["scale"] + info["offset"]
+        series = data.series.test[0]
         context = series[: min(PLOTTED_CONTEXT, len(series) // 2)]
         steps = min(config["max_length"], len(series) - len(context))
         generate = self.generate_function(model, info, config)
@@ -292,24 +316,27 @@ class WaveformModelling:
     def served_and_predicted(self, model, served, x, config) -> tuple:
         """The export's next values for the example, and the model's here."""
         info, num_levels = self.example_info(), model.output_shape[-1]
-        values = self._values(x, info, num_levels)
+        scaling = self._scaling(None, info)
+        values = self._values(x, scaling, info, num_levels)
         got = served.signatures["score"](series=values)["next_values"]
-        logits = model(x, training=False)
-        return got.numpy(), self._values(tf.argmax(logits, -1)[:, :-1], info, num_levels).numpy()
+        predicted = tf.argmax(model(x, training=False), -1)[:, :-1]
+        return got.numpy(), self._values(predicted, scaling, info, num_levels).numpy()
 
     # Export -------------------------------------------------------------------------
 
     def generate_function(self, model, info: dict, config):
         """`generate(context, max_length, temperature, top_k, top_p, seed)`: the next
         `max_length` values after each context `(batch, time)` (at least one value),
-        one queued step per value (`kerasnotes.models.wavenet.QueuedGenerator`)."""
-        from kerasnotes.models.wavenet import QueuedGenerator
+        one queued step per value (`kerasnotes.models.wavenet.QueuedGenerator`), scaled
+        as the context's last receptive field."""
+        from kerasnotes.models.wavenet import QueuedGenerator, receptive_field_of
 
         generator = QueuedGenerator(model)
-        num_levels = generator.num_levels
+        num_levels, field = generator.num_levels, receptive_field_of(model) or 1
 
         def generate(context, max_length, temperature, top_k, top_p, seed):
-            levels = self._levels(context, info, num_levels)
+            scaling = self._scaling(context[:, -field:], info)
+            levels = self._levels(context, scaling, info, num_levels)
             out = decode(
                 generator.step,
                 generator.initial_state(levels),
@@ -322,7 +349,7 @@ class WaveformModelling:
                 top_p=top_p,
                 seed=seed,
             )
-            return self._values(out["tokens"], info, num_levels)
+            return self._values(out["tokens"], scaling, info, num_levels)
 
         return generate
 
@@ -389,8 +416,7 @@ class WaveformModelling:
         config = self.with_defaults(config)
         series = [s.numpy() for s in examples.take(count)]
         length = min(64, *(len(s) for s in series))
-        context = np.stack([s[:length] for s in series]) * info["scale"] + info["offset"]
-        context = tf.constant(context, tf.float32)
+        context = tf.constant(np.stack([s[:length] for s in series]), tf.float32)
         generate = self.generate_function(model, info, config)
         settings = [config[key] for key in SAMPLING]
         greedy = {
