@@ -205,10 +205,11 @@ def train(
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size.")
 @click.option(
     "--split",
-    type=click.Choice(["test", "validation"]),
+    type=click.Choice(["test", "validation", "shifted"]),
     default="test",
     show_default=True,
-    help="The held-out split: test (what runs report) or validation (to choose settings on).",
+    help="The held-out split: test (what runs report), validation (to choose settings "
+    "on) or shifted (the embedded datasets' split outside their training ranges).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_context
@@ -220,6 +221,7 @@ def evaluate(ctx, path, dataset, batch_size, split, as_json):
       kerasnotes evaluate runs/cnn-20261122-101500
       kerasnotes evaluate saved_models/cnn/1 --json
       kerasnotes evaluate runs/captioner-20261122-101500 --split validation
+      kerasnotes evaluate runs/captioner-20261122-101500 --split shifted
     """
     with handle_errors(_debug(ctx)):
         from kerasnotes.runs import evaluate as run_evaluate

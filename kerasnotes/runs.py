@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from typing import Any
@@ -152,9 +151,6 @@ def is_export(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-SPLITS = ("test", "validation")
-
-
 def evaluate(
     path: str,
     *,
@@ -168,11 +164,14 @@ def evaluate(
         path: a run directory or an export version directory.
         dataset: evaluate on this dataset instead of the one trained on.
         batch_size: evaluation batch size (default: the training one).
-        split: `"test"` (the held-out figures a run reports) or `"validation"` (the
-            split that choices between settings are made on, leaving test unseen).
+        split: `"test"` (the held-out figures a run reports), `"validation"` (the
+            split that choices between settings are made on, leaving test unseen) or
+            `"shifted"` (the embedded generators' split outside their training ranges).
     """
-    if split not in SPLITS:
-        raise UsageError(f"Invalid split {split!r}: expected one of {', '.join(SPLITS)}.")
+    from kerasnotes.data import HELD_OUT_SPLITS, held_out
+
+    if split not in HELD_OUT_SPLITS:
+        raise UsageError(f"Invalid split {split!r}: expected one of {', '.join(HELD_OUT_SPLITS)}.")
     if not os.path.exists(path):
         raise UsageError(f"{path!r} does not exist: give a run directory or an export.")
     if is_export(path):
@@ -198,21 +197,7 @@ def evaluate(
                 f"Dataset {config['dataset']!r} does not match the model: its {key} "
                 f"{new_info.get(key)} differs from the trained {info[key]}."
             )
-    return task.evaluate(predict, _held_out(data, split), info, config)
-
-
-def _held_out(data, split: str):
-    """`data` with `split` in the place of the test split, the one evaluation reads
-    (a shallow copy; the series of a series task's data too)."""
-    if split == "test":
-        return data
-    view = copy.copy(data)
-    view.test = data.validation
-    if isinstance(getattr(data, "num_examples", None), dict):
-        view.num_examples = {**data.num_examples, "test": data.num_examples.get(split)}
-    if hasattr(data, "series"):
-        view.series = _held_out(data.series, split)
-    return view
+    return task.evaluate(predict, held_out(data, split), info, config)
 
 
 def read_inputs(path: str) -> list[str]:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kerasnotes import config as config_lib
+from kerasnotes.data import SHIFTED, held_out
 from kerasnotes.errors import ConfigError, TrainingError, UsageError, one_line
 from kerasnotes.files import (
     disk_full_is_a_clear_error,
@@ -577,6 +578,10 @@ def _evaluate(task, config, run: _Run, run_dir, last_epoch, echo) -> dict:
     echo("Evaluating on the held-out split...")
     predictor = task.model_predictor(run.net, run.info, config)
     metrics = task.evaluate(predictor, run.data, run.info, config)
+    if getattr(run.data, SHIFTED, None) is not None:
+        echo(f"Evaluating on the {SHIFTED} split (outside the training ranges)...")
+        shifted = held_out(run.data, SHIFTED)
+        metrics[SHIFTED] = task.evaluate(predictor, shifted, run.info, config)
     metrics["epochs"] = last_epoch
     metrics["weights_epoch"] = weights_epoch
     return metrics

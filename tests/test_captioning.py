@@ -97,7 +97,7 @@ def test_embedded_dataset_has_splits_and_references():
     from kerasnotes.data.captions import load
 
     data = load("shapes_captions/small")
-    assert data.num_examples == {"train": 2000, "validation": 200, "test": 200}
+    assert data.num_examples == {"train": 2000, "validation": 200, "test": 200, "shifted": 200}
     image, references = next(iter(data.test))
     assert image.shape == (48, 48, 3) and image.dtype == tf.uint8
     assert 3 <= len(references) <= 5

@@ -34,12 +34,59 @@ def test_embedded_shapes_is_deterministic_and_balanced():
     data = image_data.load("shapes/small")
     assert data.class_names == list(scenes.SHAPES)
     assert data.image_shape == (32, 32, 3)
-    assert data.num_examples == {"train": 1200, "validation": 300, "test": 300}
+    assert data.num_examples == {"train": 1200, "validation": 300, "test": 300, "shifted": 300}
     labels = [int(y) for _, y in data.test]
     assert np.bincount(labels).tolist() == [50] * 6
     first = [x.numpy() for x, _ in data.test.take(3)]
     again = [x.numpy() for x, _ in image_data.load("shapes/small").test.take(3)]
     np.testing.assert_array_equal(first, again)
+
+
+def _outside(training, shifted):
+    """Every shifted value lies outside the range of the training ones, some on
+    either side where `both`."""
+    low, high = min(training), max(training)
+    assert all(v < low or v > high for v in shifted), (low, high, sorted(shifted)[:5])
+    return any(v < low for v in shifted), any(v > high for v in shifted)
+
+
+def test_the_shifted_splits_draw_outside_every_training_range():
+    from kerasnotes.data import moving_shapes, shapes_captions
+
+    rng = np.random.default_rng(0)
+
+    def radii(draw, shifted, times=300):
+        return [draw(shifted) for _ in range(times)]
+
+    # shapes: one object per image.
+    def one(shifted):
+        return scenes.random_object(rng, 32, shifted=shifted, largest=0.46).radius
+
+    assert _outside(radii(one, False), radii(one, True)) == (True, True)
+    # shapes_captions and shapes_vqa, by number of objects (three at most 0.15 to fit).
+    by_count = {(n, s): [] for n in (1, 2, 3) for s in (False, True)}
+    for shifted in (False, True):
+        for _ in range(400):
+            objects, _ = shapes_captions.random_scene(rng, 48, shifted)
+            by_count[len(objects), shifted] += [o.radius for o in objects]
+    for n, both in ((1, (True, True)), (2, (True, True)), (3, (True, False))):
+        assert _outside(by_count[n, False], by_count[n, True]) == both, n
+    # moving_shapes: the moving shape, and growing shapes' smallest and largest frames.
+    for motion in ("left", "bounce", "grow"):
+        frames = {
+            s: [moving_shapes.clip_objects(rng, motion, 32, 9, s) for _ in range(200)]
+            for s in (False, True)
+        }
+        for frame in (0, -1):
+            found = {s: [clip[frame].radius for clip in frames[s]] for s in frames}
+            assert any(_outside(found[False], found[True])), (motion, frame)
+    # Backgrounds: noise and textures rougher than any in training (neighbouring
+    # pixels' differences).
+    rough = {
+        s: [np.std(np.diff(scenes.background(rng, 32, s), axis=1)) for _ in range(200)]
+        for s in (False, True)
+    }
+    assert max(rough[False]) < min(rough[True]), (max(rough[False]), min(rough[True]))
 
 
 def test_scene_rendering_is_seeded():

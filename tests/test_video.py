@@ -71,7 +71,7 @@ def test_moving_shapes_builds_balanced_splits_of_new_scenes():
     data = videos.load("moving_shapes/small")
     assert data.clip_shape == (9, 24, 24, 3)
     assert data.class_names == list(moving_shapes.MOTIONS)
-    assert data.num_examples == {"train": 720, "validation": 180, "test": 180}
+    assert data.num_examples == {"train": 720, "validation": 180, "test": 180, "shifted": 180}
     train = [(c.numpy(), int(y)) for c, y in data.train.take(18)]
     test = [(c.numpy(), int(y)) for c, y in data.test.take(18)]
     assert train[0][0].shape == (9, 24, 24, 3) and train[0][0].dtype == np.uint8

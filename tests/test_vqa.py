@@ -117,7 +117,7 @@ def test_yes_no_answers_are_balanced_and_questions_deterministic():
 
 def test_embedded_dataset_splits():
     data = vqa_data.load("shapes_vqa/small")
-    assert data.num_examples == {"train": 6000, "validation": 600, "test": 600}
+    assert data.num_examples == {"train": 6000, "validation": 600, "test": 600, "shifted": 600}
     image, question, answers, kind, scene = next(iter(data.test))
     assert image.shape == (48, 48, 3) and image.dtype == tf.uint8
     assert question.dtype == tf.string and answers.shape == (1,)

@@ -39,6 +39,8 @@ class CaptionData:
     num_examples: dict[str, int]  # Images per split.
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # Drawn outside the training ranges (the embedded generators only; `scenes`).
+    shifted: tf.data.Dataset | None = None
     # Set by the captioning task from the training captions.
     vocabulary: list[str] = dataclasses.field(default_factory=list)
     max_length: int = 0
@@ -119,12 +121,11 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
+    splits = ("train", "validation", "test", "shifted")
     return CaptionData(
-        train=read("train"),
-        validation=read("validation"),
-        test=read("test"),
+        **{split: read(split) for split in splits},
         image_shape=(*size, 3),
-        num_examples={s: builder.info.splits[s].num_examples for s in _TFDS_SPLITS},
+        num_examples={s: builder.info.splits[s].num_examples for s in splits},
         source=f"tfds:shapes_captions/{config}",
     )
 

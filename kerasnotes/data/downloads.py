@@ -164,6 +164,14 @@ def tfds_parts(info) -> dict[str, str]:
     return parts
 
 
+def with_shifted(info, parts: dict[str, str]) -> dict[str, str]:
+    """`parts` (`tfds_parts`), with the shifted split where the dataset has one (the
+    embedded scene generators: `kerasnotes.data.scenes`)."""
+    from kerasnotes.data import SHIFTED
+
+    return {**parts, SHIFTED: SHIFTED} if SHIFTED in info.splits else parts
+
+
 def split_sizes(info, parts: dict[str, str]) -> dict[str, int]:
     """Examples in each part (0 where tfds does not know)."""
 

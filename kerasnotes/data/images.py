@@ -21,6 +21,7 @@ from kerasnotes.data.downloads import (
     split_sizes,
     tfds_parts,
     tfds_source,
+    with_shifted,
 )
 from kerasnotes.errors import DataError, one_line
 
@@ -47,6 +48,8 @@ class ImageClassificationData:
     image_shape: tuple[int, int, int]  # (height, width, channels)
     num_examples: dict[str, int]
     source: str
+    # Drawn outside the training ranges (the embedded generators only; `scenes`).
+    shifted: tf.data.Dataset | None = None
 
 
 def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
@@ -268,7 +271,7 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
     size = size or (height, width)
     channels = channels or 3
 
-    parts = tfds_parts(info)
+    parts = with_shifted(info, tfds_parts(info))
 
     def read(split):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)

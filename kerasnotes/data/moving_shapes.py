@@ -34,9 +34,10 @@ DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
 def clip_objects(
-    rng: np.random.Generator, motion: str, size: int, num_frames: int
+    rng: np.random.Generator, motion: str, size: int, num_frames: int, shifted: bool = False
 ) -> list[scenes.SceneObject | None]:
-    """The shape in each frame of a clip of `motion` (`None`: not in that frame)."""
+    """The shape in each frame of a clip of `motion` (`None`: not in that frame); a
+    shifted clip's shape is smaller or larger than any in training (`scenes.radius`)."""
     if motion not in MOTIONS:
         raise ValueError(f"Unknown motion {motion!r}; expected one of {', '.join(MOTIONS)}.")
     shape = scenes.SHAPES[rng.integers(len(scenes.SHAPES))]
@@ -51,11 +52,12 @@ def clip_objects(
         return rng.uniform(margin, size - margin, size=2)
 
     if motion in ("grow", "shrink"):
-        small, large = rng.uniform(0.08, 0.13) * size, rng.uniform(0.26, 0.34) * size
+        small = scenes.radius(rng, size, 0.07, 0.13, shifted=shifted, largest=0.13)
+        large = scenes.radius(rng, size, 0.24, 0.34, shifted=shifted, largest=0.4)
         radii = small + (large - small) * (progress if motion == "grow" else 1 - progress)
         x, y = anywhere(large)
         return [placed(x, y, r) for r in radii]
-    radius = rng.uniform(0.12, 0.2) * size
+    radius = scenes.radius(rng, size, 0.1, 0.22, shifted=shifted, largest=0.27)
     if motion in ("appear", "vanish"):
         x, y = anywhere(radius)
         hidden = rng.integers(2, num_frames - 1)  # Frames without it: 2 .. num_frames - 2.
@@ -76,10 +78,14 @@ def clip_objects(
 
 
 def render_clip(
-    rng: np.random.Generator, objects: list[scenes.SceneObject | None], size: int
+    rng: np.random.Generator,
+    objects: list[scenes.SceneObject | None],
+    size: int,
+    shifted: bool = False,
 ) -> np.ndarray:
-    """uint8 `(frames, size, size, 3)`: one background, fresh noise in every frame."""
-    still = scenes.background(rng, size)
+    """uint8 `(frames, size, size, 3)`: one background (`shifted` or not), fresh noise
+    in every frame."""
+    still = scenes.background(rng, size, shifted)
     frames = []
     for obj in objects:
         frame = still + rng.normal(0, 6, size=still.shape)
@@ -94,16 +100,20 @@ class MovingShapesConfig(tfds.core.BuilderConfig):
     num_train: int = 4000
     num_validation: int = 500
     num_test: int = 500
+    num_shifted: int = 500
     seed: int = 4321
 
 
 class MovingShapes(SceneBuilder, skip_registration=True):
     """Clips of a moving, growing, shrinking, appearing or vanishing shape."""
 
-    SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+    SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "shifted": 4}
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Wider radii, background noise 4-16 (was 12); a shifted split.",
+    }
     BUILDER_CONFIGS = [
         MovingShapesConfig(name="default", description="4,000 training clips of 9 frames, 32x32."),
         MovingShapesConfig(
@@ -113,6 +123,7 @@ class MovingShapes(SceneBuilder, skip_registration=True):
             num_train=720,
             num_validation=180,
             num_test=180,
+            num_shifted=180,
         ),
     ]
 
@@ -131,8 +142,9 @@ class MovingShapes(SceneBuilder, skip_registration=True):
             supervised_keys=("video", "label"),
         )
 
-    def _example(self, rng, index):
+    def _example(self, rng, index, shifted):
         config = self.builder_config
         motion = MOTIONS[index % len(MOTIONS)]  # Balanced splits.
-        objects = clip_objects(rng, motion, config.image_size, config.num_frames)
-        return {"video": render_clip(rng, objects, config.image_size), "label": motion}
+        objects = clip_objects(rng, motion, config.image_size, config.num_frames, shifted)
+        clip = render_clip(rng, objects, config.image_size, shifted)
+        return {"video": clip, "label": motion}

@@ -1,7 +1,8 @@
 """`shapes`: the embedded image classification dataset, as a tensorflow-datasets builder.
 
 One coloured shape per image on a noisy, cluttered background; the label is the
-shape. Every split is generated from its own seed, so the test images are new scenes.
+shape. Every split is generated from its own seed, so the test images are new scenes;
+the `shifted` split is drawn outside the others' ranges (`kerasnotes.data.scenes`).
 Prepared once into the tfds data directory (`TFDS_DATA_DIR`, default
 `~/tensorflow_datasets`) and read like any tfds dataset afterwards.
 """
@@ -19,13 +20,13 @@ from kerasnotes.data import scenes
 class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of the embedded scene datasets: every split drawn from its own seed.
 
-    Subclasses set `SPLIT_SEEDS` (split name -> seed) and `_example(rng, index)`; their
-    configs have `seed` and `num_<split>` fields.
+    Subclasses set `SPLIT_SEEDS` (split name -> seed; `shifted` among them) and
+    `_example(rng, index, shifted)`; their configs have `seed` and `num_<split>` fields.
     """
 
     SPLIT_SEEDS: dict[str, int] = {}
 
-    def _example(self, rng: np.random.Generator, index: int) -> dict:
+    def _example(self, rng: np.random.Generator, index: int, shifted: bool) -> dict:
         raise NotImplementedError
 
     def _split_generators(self, dl_manager):
@@ -36,7 +37,7 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         config = self.builder_config
         rng = np.random.default_rng([config.seed, self.SPLIT_SEEDS[split]])
         for index in range(getattr(config, f"num_{split}")):
-            yield index, self._example(rng, index)
+            yield index, self._example(rng, index, split == "shifted")
 
 
 @dataclasses.dataclass
@@ -45,16 +46,20 @@ class ShapesConfig(tfds.core.BuilderConfig):
     num_train: int = 8000
     num_validation: int = 1000
     num_test: int = 1000
+    num_shifted: int = 1000
     seed: int = 1234
 
 
 class Shapes(SceneBuilder, skip_registration=True):
     """Coloured shapes on noisy backgrounds; classify the shape."""
 
-    SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+    SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3, "shifted": 4}
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Radii 0.12-0.42 (were 0.18-0.4), noise 4-16 (was 12); a shifted split.",
+    }
     BUILDER_CONFIGS = [
         ShapesConfig(name="default", description="8,000 training images, 32x32."),
         ShapesConfig(
@@ -63,6 +68,7 @@ class Shapes(SceneBuilder, skip_registration=True):
             num_train=1200,
             num_validation=300,
             num_test=300,
+            num_shifted=300,
         ),
     ]
 
@@ -80,9 +86,9 @@ class Shapes(SceneBuilder, skip_registration=True):
             supervised_keys=("image", "label"),
         )
 
-    def _example(self, rng, index):
+    def _example(self, rng, index, shifted):
         size = self.builder_config.image_size
         # Cycle through the classes so every split is balanced.
         shape = scenes.SHAPES[index % len(scenes.SHAPES)]
-        obj = scenes.random_object(rng, size, shape=shape)
-        return {"image": scenes.render(rng, [obj], size), "label": shape}
+        obj = scenes.random_object(rng, size, shape=shape, shifted=shifted, largest=0.46)
+        return {"image": scenes.render(rng, [obj], size, shifted=shifted), "label": shape}

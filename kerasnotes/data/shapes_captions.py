@@ -16,7 +16,9 @@ the scene; how it says it varies:
 
 Every split is drawn from its own seed, so held-out scenes are new combinations of
 shapes, colours, sizes and positions: with 36 shape-colour pairs, most two- and
-three-shape scenes in the test split never occur in training.
+three-shape scenes in the test split never occur in training. The `shifted` split's
+objects are smaller or larger than any in training, on other textures and noise
+(`kerasnotes.data.scenes`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ import tensorflow_datasets as tfds
 from kerasnotes.data import scenes
 from kerasnotes.data.shapes import SceneBuilder
 
-# Object radius as a fraction of the image size: small enough for three side by side.
-_MIN_RADIUS, _MAX_RADIUS = 0.11, 0.15
+# Object radii as fractions of the image size, by the number of objects in the scene
+# (three fit side by side): [low, high] for training and held-out scenes, and how far
+# outside them the shifted split's go.
+_MIN_RADIUS, _SMALLEST = 0.11, 0.08
+_MAX_RADIUS = {1: 0.25, 2: 0.15, 3: 0.15}
+_LARGEST = {1: 0.32, 2: 0.19, 3: 0.15}  # No larger three fit.
 
 
 def _name(obj: scenes.SceneObject, plural: bool = False) -> str:
@@ -134,11 +140,21 @@ def _place(rng, size: int, objects: list[scenes.SceneObject], relation: str | No
     raise RuntimeError("Could not place the objects; the image is too small.")
 
 
-def random_scene(rng: np.random.Generator, size: int):
+def random_scene(rng: np.random.Generator, size: int, shifted: bool = False):
     """(objects, relation) of a random scene: 20% one shape, 40% two, 40% three."""
+    kind = rng.random()
+    count = 1 if kind < 0.2 else 2 if kind < 0.6 else 3
 
     def new(like: scenes.SceneObject | None = None) -> scenes.SceneObject:
-        obj = scenes.random_object(rng, size, min_radius=_MIN_RADIUS, max_radius=_MAX_RADIUS)
+        obj = scenes.random_object(
+            rng,
+            size,
+            min_radius=_MIN_RADIUS,
+            max_radius=_MAX_RADIUS[count],
+            shifted=shifted,
+            smallest=_SMALLEST,
+            largest=_LARGEST[count],
+        )
         if like is not None:
             obj = dataclasses.replace(obj, shape=like.shape, colour=like.colour)
         return obj
@@ -149,11 +165,10 @@ def random_scene(rng: np.random.Generator, size: int):
             if all((obj.shape, obj.colour) != (o.shape, o.colour) for o in others):
                 return obj
 
-    kind = rng.random()
     relation = None
-    if kind < 0.2:
+    if count == 1:
         objects = [new()]
-    elif kind < 0.6:
+    elif count == 2:
         first = new()
         if rng.random() < 0.25:
             objects = [first, new(like=first)]
@@ -180,16 +195,21 @@ class ShapesCaptionsConfig(tfds.core.BuilderConfig):
     num_train: int = 10_000
     num_validation: int = 500
     num_test: int = 1000
+    num_shifted: int = 500
     seed: int = 2024
 
 
 class ShapesCaptions(SceneBuilder, skip_registration=True):
     """Scenes of coloured shapes, each with three to five reference captions."""
 
-    SPLIT_SEEDS = {"train": 11, "validation": 12, "test": 13}
+    SPLIT_SEEDS = {"train": 11, "validation": 12, "test": 13, "shifted": 14}
 
-    VERSION = tfds.core.Version("1.0.1")
-    RELEASE_NOTES = {"1.0.0": "First release.", "1.0.1": 'Plural "crosses" (was "crosss").'}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.0.1": 'Plural "crosses" (was "crosss").',
+        "1.1.0": "Radii by object count (were 0.11-0.15), noise 4-16; a shifted split.",
+    }
     BUILDER_CONFIGS = [
         ShapesCaptionsConfig(name="default", description="10,000 training scenes, 48x48."),
         ShapesCaptionsConfig(
@@ -198,6 +218,7 @@ class ShapesCaptions(SceneBuilder, skip_registration=True):
             num_train=2000,
             num_validation=200,
             num_test=200,
+            num_shifted=200,
         ),
     ]
 
@@ -214,8 +235,8 @@ class ShapesCaptions(SceneBuilder, skip_registration=True):
             ),
         )
 
-    def _example(self, rng, index):
+    def _example(self, rng, index, shifted):
         size = self.builder_config.image_size
-        objects, relation = random_scene(rng, size)
-        image = scenes.render(rng, objects, size)
+        objects, relation = random_scene(rng, size, shifted)
+        image = scenes.render(rng, objects, size, shifted=shifted)
         return {"image": image, "captions": describe(objects, relation)}

@@ -231,18 +231,20 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
     num_train: int = 10_000
     num_validation: int = 500
     num_test: int = 1000
+    num_shifted: int = 500
     seed: int = 2025
 
 
 class ShapesVqa(SceneBuilder, skip_registration=True):
     """Scenes of coloured shapes with three questions each, one answer per question."""
 
-    SPLIT_SEEDS = {"train": 21, "validation": 22, "test": 23}
+    SPLIT_SEEDS = {"train": 21, "validation": 22, "test": 23, "shifted": 24}
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
         "1.1.0": "The scene's objects (shape, colour, centre) with every scene.",
+        "1.2.0": "The scenes of shapes_captions 1.1.0, and a shifted split.",
     }
     BUILDER_CONFIGS = [
         ShapesVqaConfig(name="default", description="10,000 training scenes, 48x48."),
@@ -252,6 +254,7 @@ class ShapesVqa(SceneBuilder, skip_registration=True):
             num_train=2000,
             num_validation=200,
             num_test=200,
+            num_shifted=200,
         ),
     ]
 
@@ -279,10 +282,10 @@ class ShapesVqa(SceneBuilder, skip_registration=True):
             ),
         )
 
-    def _example(self, rng, index):
+    def _example(self, rng, index, shifted):
         size = self.builder_config.image_size
-        objects, relation = random_scene(rng, size)
-        image = scenes.render(rng, objects, size)
+        objects, relation = random_scene(rng, size, shifted)
+        image = scenes.render(rng, objects, size, shifted=shifted)
         questions, answers, types = zip(*make_questions(rng, objects, relation), strict=True)
         return {
             "image": image,

@@ -131,7 +131,8 @@ class Signals(SceneBuilder, skip_registration=True):
             supervised_keys=("audio", "label"),
         )
 
-    def _example(self, rng, index):
+    def _example(self, rng, index, shifted):
+        del shifted  # No shifted split: sounds have no scenes to draw outside of.
         kind = CLASSES[index % len(CLASSES)]  # Balanced splits.
         wave = synthesize(rng, kind, self.builder_config.num_samples)
         return {"audio": np.round(wave * 32767).astype(np.int16), "label": kind}

@@ -24,6 +24,7 @@ from kerasnotes.data.downloads import (
     split_sizes,
     tfds_parts,
     tfds_source,
+    with_shifted,
 )
 from kerasnotes.data.images import read_class_folder, resize
 from kerasnotes.errors import DataError
@@ -47,6 +48,8 @@ class VideoData:
     clip_shape: tuple[int, int, int, int]  # (frames, height, width, channels)
     num_examples: dict[str, int]
     source: str
+    # Drawn outside the training ranges (the embedded generators only; `scenes`).
+    shifted: tf.data.Dataset | None = None
 
 
 def frame_indices(num_available, num_frames: int):
@@ -171,7 +174,7 @@ def _from_builder(builder, name: str, size, num_frames) -> VideoData:
     num_frames = num_frames or frames or DEFAULT_FOLDER_FRAMES
     same = num_frames == frames and size == (height, width)
 
-    parts = tfds_parts(info)
+    parts = with_shifted(info, tfds_parts(info))
 
     def read(split):
         ds = builder.as_dataset(split=split, shuffle_files=False)

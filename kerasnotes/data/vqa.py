@@ -52,6 +52,8 @@ class VqaData:
     num_examples: dict[str, int]  # Questions per split.
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # Drawn outside the training ranges (the embedded generators only; `scenes`).
+    shifted: tf.data.Dataset | None = None
     # About how many questions each image has; the splits list an image's together.
     questions_per_image: int = 1
     # Attribute -> class names of the scenes' objects; empty when there are no scenes.
@@ -152,7 +154,7 @@ def _embedded(name: str, size, data_dir) -> VqaData:
     def read(split):
         return builder.as_dataset(split=split, shuffle_files=False).flat_map(per_question)
 
-    splits = ("train", "validation", "test")
+    splits = ("train", "validation", "test", "shifted")
     return VqaData(
         **{split: read(split) for split in splits},
         image_shape=(*size, 3),
