@@ -7,6 +7,7 @@ import json
 import click
 
 from cli.main import handle_errors
+from kerasnotes.data import HELD_OUT_SPLITS  # Names only: no TensorFlow.
 
 
 def _debug(ctx) -> bool:
@@ -205,7 +206,7 @@ def train(
 @click.option("--batch-size", type=click.IntRange(min=1), help="Evaluation batch size.")
 @click.option(
     "--split",
-    type=click.Choice(["test", "validation", "shifted"]),
+    type=click.Choice(HELD_OUT_SPLITS),
     default="test",
     show_default=True,
     help="The held-out split: test (what runs report), validation (to choose settings "

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
     held_out_split,
     image_path,
@@ -121,7 +122,7 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
-    splits = ("train", "validation", "test", "shifted")
+    splits = ("train", "validation", "test", SHIFTED)
     return CaptionData(
         **{split: read(split) for split in splits},
         image_shape=(*size, 3),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from kerasnotes.data import SHIFTED
 from kerasnotes.errors import DataError
 
 # Where tfds looks first for a prepared copy of any dataset.
@@ -167,8 +168,6 @@ def tfds_parts(info) -> dict[str, str]:
 def with_shifted(info, parts: dict[str, str]) -> dict[str, str]:
     """`parts` (`tfds_parts`), with the shifted split where the dataset has one (the
     embedded scene generators: `kerasnotes.data.scenes`)."""
-    from kerasnotes.data import SHIFTED
-
     return {**parts, SHIFTED: SHIFTED} if SHIFTED in info.splits else parts
 
 

@@ -21,6 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
     held_out_split,
     image_path,
@@ -154,7 +155,7 @@ def _embedded(name: str, size, data_dir) -> VqaData:
     def read(split):
         return builder.as_dataset(split=split, shuffle_files=False).flat_map(per_question)
 
-    splits = ("train", "validation", "test", "shifted")
+    splits = ("train", "validation", "test", SHIFTED)
     return VqaData(
         **{split: read(split) for split in splits},
         image_shape=(*size, 3),

@@ -3,8 +3,8 @@
 The data are series of floats (`kerasnotes.data.series`), quantised to `num_levels`
 levels (mu-law for sounds; evenly for CSV series, each context scaled by its own
 midrange and range first, so that a model continues a series at any level and
-amplitude, and every column of a file gets the same share of the levels). A builder receives `num_levels` and
-returns a model from `levels` `(batch, time)` to `logits` `(batch, time, num_levels)`,
+amplitude, and every column of a file gets the same share of the levels). A builder
+receives `num_levels` and returns a model from `levels` `(batch, time)` to `logits` `(batch, time, num_levels)`,
 the next level's scores at every step, with the layer names of
 `kerasnotes.models.wavenet.wavenet_generator` (its generation keeps per-layer queues,
 `QueuedGenerator`). Training reads windows of a receptive field and `window` samples
