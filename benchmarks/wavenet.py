@@ -3,7 +3,8 @@
 Accuracy: `kerasnotes train wavenet` with its defaults (held-out accuracy, training
 seconds, receptive field), beside a plain causal CNN of the same depth and width
 (`dilation_growth=1`: every dilation 1, so its receptive field grows linearly) trained
-the same way, and `--data-format channels_first`. Goal: defaults >= 0.97 within 120 s.
+the same way, and `--data-format channels_first`. Goal: defaults >= 0.97 within 120 s
+(`spoken_digits.py` measures them on one-second speech).
 
     python benchmarks/wavenet.py [--seeds 0] [--set key=value ...] [--no-channels-first]
 """

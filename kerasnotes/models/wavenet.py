@@ -12,14 +12,22 @@ The notes call WaveNet "a 1D CNN with the time dimension as input". Its layers:
    convolution of it is added back to the layer's input (residual connection) and
    another one is its skip output;
 3. the skip outputs of every layer are summed, passed through ReLU and 1x1
-   convolutions, then either pooled over time into a class (`wavenet`, the
+   convolutions, then either pooled over time (max by default: where in the sound a
+   pattern was does not matter, that it was there does) into a class (`wavenet`, the
    classifier) or projected at every step onto the levels of the next sample
    (`wavenet-generator`, the next-value model).
 
+Sounds longer than `MAX_FRAMES` samples (speech: a second is 8,000-16,000 of them) go
+through a front end first, `learnt_frames`: scaled to their peak, cut into overlapping
+frames by a strided convolution (a filter bank learnt from the data, where speech models
+usually compute a spectrogram), the log of each filter's magnitude; the stack then runs
+over at most `MAX_FRAMES` frames, so a second of speech costs about what the embedded
+signals cost, and the receptive field spans the whole second.
+
 The receptive field, in samples, is `1 + (kernel_size - 1) * (1 + sum of the
-dilations)`; `receptive_field` computes it from the hyperparameters,
-`receptive_field_of` reads it from a built model's graph, and the training run prints
-it. `dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
+dilations)` (times the frames' stride, plus the frames', with the front end);
+`receptive_field` computes it from the hyperparameters, `receptive_field_of` reads it
+from a built model's graph, and the training run prints it. `dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
 and width, whose receptive field grows only linearly (the comparison in
 `benchmarks/`).
 
@@ -32,6 +40,8 @@ generates from it one sample per step with per-layer queues.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -39,6 +49,9 @@ from kerasnotes.layers import check_positive_ints, to_channels_last
 from kerasnotes.registry import register_model
 
 POOLINGS = ("average", "max")
+# The most time steps the classifier's stack runs over when `frame_stride` is chosen
+# from the sounds' length: 1,024 (the embedded signals' length, one step a sample).
+MAX_FRAMES = 1024
 
 
 @keras.saving.register_keras_serializable(package="kerasnotes")
@@ -88,9 +101,10 @@ def receptive_field(kernel_size: int, dilations) -> int:
 
 
 def receptive_field_of(model) -> int | None:
-    """The receptive field of `model`'s causal convolutions, in samples, read from its
-    graph (the longest path of dilations from the input); `None` if it has none."""
-    reach = {}  # layer -> samples before an output that reach it, through causal layers
+    """The receptive field of `model`'s causal convolutions, in input samples, read from
+    its graph (the longest path of dilations from the input, each tap counted in the
+    samples its layer's input steps over); `None` if it has none."""
+    reach = {}  # layer -> (samples before an output that reach it, input samples a step)
     found = False
     for layer in model.layers:
         parents = [
@@ -98,18 +112,76 @@ def receptive_field_of(model) -> int | None:
             for node in layer._inbound_nodes
             for tensor in node.input_tensors
         ]
-        before = max((reach.get(id(parent), 0) for parent in parents), default=0)
+        before, step = max((reach.get(id(parent), (0, 1)) for parent in parents), default=(0, 1))
         if isinstance(layer, layers.Conv1D) and layer.padding == "causal":
-            before += (layer.kernel_size[0] - 1) * layer.dilation_rate[0]
+            before += (layer.kernel_size[0] - 1) * layer.dilation_rate[0] * step
+            step *= layer.strides[0]
             found = True
-        reach[id(layer)] = before
-    return 1 + max(reach.values()) if found else None
+        reach[id(layer)] = (before, step)
+    return 1 + max(before for before, _ in reach.values()) if found else None
+
+
+def frame_stride_for(num_samples: int) -> int:
+    """The smallest power of 2 that leaves at most `MAX_FRAMES` frames of
+    `num_samples`: 1 for 1,024 samples, 8 for one second at 8 kHz, 16 at 16 kHz."""
+    return 2 ** max(0, math.ceil(math.log2(num_samples / MAX_FRAMES)))
 
 
 def describe_receptive_field(model) -> str | None:
-    """`Receptive field: N samples` for a model of causal convolutions, else `None`."""
+    """`Receptive field: N samples` for a model of causal convolutions (and the frames'
+    stride, with the front end), else `None`."""
     samples = receptive_field_of(model)
-    return None if samples is None else f"Receptive field: {samples} samples"
+    if samples is None:
+        return None
+    try:
+        stride = model.get_layer("frames").strides[0]
+    except ValueError:
+        return f"Receptive field: {samples} samples"
+    return f"Receptive field: {samples} samples (frames of {stride} samples)"
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class PeakNormalization(layers.Layer):
+    """Each example divided by its largest absolute value (plus `epsilon`): a sound's
+    loudness no longer matters. Input and output shape: `(batch, ...)`."""
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        axes = tuple(range(1, len(inputs.shape)))
+        peak = keras.ops.max(keras.ops.abs(inputs), axis=axes, keepdims=True)
+        return inputs / (peak + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="kerasnotes")
+class LogMagnitude(layers.Layer):
+    """`log(1 + scale * |x|)`: magnitudes compressed as a log spectrogram compresses
+    its bands' energies."""
+
+    def __init__(self, scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        return keras.ops.log1p(self.scale * keras.ops.abs(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def learnt_frames(x, stride: int, filters: int):
+    """A learnt filter bank in place of a spectrogram, from `x` `(batch, samples, 1)` to
+    `(batch, samples / stride, filters)`: the sound scaled to its peak, a strided causal
+    convolution of `filters` filters over `2 * stride` samples (frames overlapping by
+    half), the log of each filter's magnitude."""
+    x = PeakNormalization(name="peak_normalization")(x)
+    x = layers.Conv1D(filters, 2 * stride, strides=stride, padding="causal", name="frames")(x)
+    return LogMagnitude(name="log_magnitude")(x)
 
 
 def dilated_stack(
@@ -177,7 +249,7 @@ def _check_stack(num_blocks, layers_per_block, dilation_growth, kernel_size, res
 @register_model(
     "wavenet",
     task="waveform_classification",
-    training_defaults={"epochs": 3, "batch_size": 32, "learning_rate": 3e-3},
+    training_defaults={"epochs": 5, "batch_size": 16, "learning_rate": 3e-3},
 )
 def wavenet(
     input_shape=(1024, 1),
@@ -189,7 +261,8 @@ def wavenet(
     kernel_size=2,
     residual_channels=16,
     skip_channels=32,
-    pooling="average",
+    frame_stride=0,
+    pooling="max",
     dropout=0.2,
     name="wavenet",
 ):
@@ -204,6 +277,12 @@ def wavenet(
         dilation_growth: 2 for WaveNet; 1 for a plain causal CNN (no dilation).
         kernel_size: every causal convolution's kernel size.
         residual_channels, skip_channels: widths of the residual and skip paths.
+        frame_stride: samples per step of the stack. Above 1, `learnt_frames` turns
+            the sound into frames first (a learnt filter bank of `2 *
+            residual_channels` filters over `2 * frame_stride` samples, log
+            magnitudes); 1: no front end, the stack over every sample; 0: chosen from
+            the sounds' length (`frame_stride_for`: at most `MAX_FRAMES` frames, so 1
+            for the embedded 1,024-sample signals, 8 for a second at 8 kHz).
         pooling: `"average"` or `"max"` over time of the skip outputs.
         dropout: dropout before the classifier.
         name: the model's name.
@@ -225,9 +304,15 @@ def wavenet(
         raise ValueError(
             f"Invalid input_shape {input_shape!r}: expected 2 dimensions (samples, channels)."
         )
+    if frame_stride != 0:
+        check_positive_ints("frame_stride", [frame_stride])
+    samples = input_shape[1] if data_format == "channels_first" else input_shape[0]
+    stride = frame_stride or (frame_stride_for(samples) if samples else 1)
 
     inputs = keras.Input(tuple(input_shape), name="waveform")
     x = to_channels_last(inputs, data_format, spatial_rank=1)  # (batch, samples, channels)
+    if stride > 1:
+        x = learnt_frames(x, stride, 2 * residual_channels)
     x = wavenet_body(
         x,
         dilations=layer_dilations(num_blocks, layers_per_block, dilation_growth),
