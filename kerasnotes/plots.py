@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import mlab  # noqa: E402
 
 
 def read_history(csv_path: str) -> dict[str, list[float]]:
@@ -199,7 +200,12 @@ def waveforms_and_spectrograms(
         wave_ax.set_ylim(-1, 1)
         wave_ax.set_title(title, fontsize=8, loc="left")
         nfft = int(min(256, 2 ** np.floor(np.log2(max(len(samples) // 8, 16)))))
-        spec_ax.specgram(samples, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
+        power, freqs, times = mlab.specgram(
+            samples, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2
+        )  # (frequencies, frames)
+        # Silence (a padded sound's end) has no power: floored 120 dB under the peak.
+        db = 10 * np.log10(np.maximum(power, power.max() * 1e-12 + 1e-30))
+        spec_ax.pcolormesh(times, freqs, db, cmap="magma", shading="auto")
         spec_ax.set_ylabel("Hz", fontsize=7)
         for ax in (wave_ax, spec_ax):
             ax.tick_params(labelsize=6)

@@ -330,6 +330,21 @@ def test_a_wav_folder_trains_from_the_cli(wav_folder, tmp_path):
     assert config["sample_rate"] == 8000 and config["waveform_shape"] == [8000, 1]
 
 
+def test_spectrograms_of_padded_and_silent_sounds_draw_without_warnings(tmp_path):
+    import warnings
+
+    from kerasnotes import plots
+
+    padded = np.zeros((8000, 1), np.float32)
+    padded[:1000, 0] = np.sin(np.arange(1000) / 5)  # 125 ms of a tone, then silence
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log10(0) of the silence was a RuntimeWarning
+        plots.waveforms_and_spectrograms(
+            [padded, np.zeros_like(padded)], ["tone", "silence"], 8000, str(tmp_path / "s.png")
+        )
+    assert os.path.getsize(tmp_path / "s.png") > 0
+
+
 # Next-value modelling ------------------------------------------------------------------------
 
 
