@@ -27,9 +27,9 @@ signals cost, and the receptive field spans the whole second.
 The receptive field, in samples, is `1 + (kernel_size - 1) * (1 + sum of the
 dilations)` (times the frames' stride, plus the frames', with the front end);
 `receptive_field` computes it from the hyperparameters, `receptive_field_of` reads it
-from a built model's graph, and the training run prints it. `dilation_growth=1` keeps every dilation at 1: a plain causal CNN of the same depth
-and width, whose receptive field grows only linearly (the comparison in
-`benchmarks/`).
+from a built model's graph, and the training run prints it. `dilation_growth=1` keeps
+every dilation at 1: a plain causal CNN of the same depth and width, whose receptive
+field grows only linearly (the comparison in `benchmarks/`).
 
 `wavenet` input: `waveform`, float samples in [-1, 1], `(batch, samples, channels)` for
 channels_last or `(batch, channels, samples)` for channels_first; output: `scores`,
