@@ -56,7 +56,8 @@ MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 
 # Keys for which `None` is a valid value and any type is accepted (checked below).
 _FREE_KEYS = {
-    "dataset", "image_size", "momentum", "clipnorm", "clipvalue", "lr_decay_epochs", "time_limit"
+    "dataset", "image_size", "cache_memory_limit", "momentum", "clipnorm", "clipvalue",
+    "lr_decay_epochs", "time_limit",
 }  # fmt: skip
 
 

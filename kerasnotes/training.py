@@ -374,9 +374,12 @@ def train(
         f"replaced whole): free some space, then continue with `kerasnotes train {model} "
         f"--run-dir {run_dir} --resume`."
     )
+    from kerasnotes.data.streams import read_failures_are_clear_errors
+
     with (
         disk_full_is_a_clear_error(f"writing the run {run_dir!r}", advice),
         _failures_recorded(run_dir),
+        read_failures_are_clear_errors(),
     ):
         _start_run_directory(model, task, config, run, run_dir, resume, echo)
         history, train_seconds = _fit(task, run, config, run_dir, resume)

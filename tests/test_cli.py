@@ -164,6 +164,9 @@ def bad_folders(tmp_path_factory):
         ),
         (["train", "cnn", "--run-dir", "/proc/kn-run"], ["Run directory '/proc/kn-run'"]),
         (["train", "cnn", "--set", "clipnorm=-1"], ["Invalid clipnorm -1"]),
+        (["train", "cnn", "--set", "cache=ram"], ["Invalid cache 'ram'", "auto, memory, disk"]),
+        (["train", "cnn", "--set", "cache_memory_limit=-1"], ["Invalid cache_memory_limit -1"]),
+        (["train", "rnn", "--set", "cache=disk"], ["Unknown configuration key 'cache'"]),
         (["train", "cnn", "--optimizer", "adamx"], ["Invalid optimizer 'adamx'"]),
         (
             ["train", "captioner", "--set", "encoder=mobilenet_v2"],

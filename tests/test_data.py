@@ -1,3 +1,4 @@
+import os
 import types
 
 import numpy as np
@@ -5,7 +6,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasnotes.data import downloads, scenes
+import kerasnotes
+from kerasnotes.data import downloads, scenes, streams
 from kerasnotes.data import images as image_data
 from kerasnotes.errors import DataError
 
@@ -166,6 +168,92 @@ def test_corrupt_images_can_be_skipped_and_counted(image_folder, capsys):
     data = image_data.load(str(image_folder), skip_bad_records=True)
     assert sum(data.num_examples.values()) == 20
     assert "Skipped 1 unreadable image" in capsys.readouterr().err
+
+
+def _pixels(split):
+    """The images of a split, as a sorted list of byte strings (order-free)."""
+    return sorted(image.numpy().tobytes() for image, _ in split)
+
+
+def test_a_folder_is_decoded_in_the_pipeline_and_cached_as_the_setting_says(image_folder):
+    # Without a cache every epoch reads the files: an image replaced after loading is
+    # what the next pass sees (a loader that held the decoded folder would not see it).
+    plain = image_data.load(str(image_folder), cache=streams.Cache("none"))
+    cached = image_data.load(str(image_folder), cache=streams.Cache("memory"))
+    before = _pixels(plain.train)
+    assert _pixels(cached.train) == before
+    for data in (plain, cached):  # Of known length: the trainer counts its steps.
+        assert all(
+            getattr(data, name).cardinality() == count for name, count in data.num_examples.items()
+        )
+    new = tf.io.encode_png(np.full((40, 40, 3), 7, np.uint8)).numpy()
+    for path in image_folder.glob("*/*"):
+        path.write_bytes(new)  # The same names, new pixels (PNG decodes by content).
+    after = _pixels(plain.train)
+    assert after != before and all(set(image) == {7} for image in after)
+    assert _pixels(cached.train) == before  # Filled when it was loaded.
+    # `auto` keeps splits in memory under the limit, on disk above it.
+    assert streams.Cache("auto", memory_limit=10**6).choose(10**5) == "memory"
+    assert streams.Cache("auto", memory_limit=10**6).choose(10**7) == "disk"
+    assert streams.shuffle_buffer(plain.train.element_spec, 16_000) == 10_000
+    big = tf.TensorSpec((224, 224, 3), tf.uint8), tf.TensorSpec((), tf.int64)
+    assert streams.shuffle_buffer(big, 16_000) == streams.SHUFFLE_BUFFER_BYTES // (
+        224 * 224 * 3 + 8
+    )
+
+
+def test_the_disk_cache_is_reused_and_rebuilt_when_a_file_changes(
+    image_folder, tmp_path_factory, monkeypatch
+):
+    cache_dir = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv(streams.CACHE_ENV, str(cache_dir))
+    disk = streams.Cache("disk")
+    # (The size given: garbage headers below would change the folder's own size.)
+    first = image_data.load(str(image_folder), image_size=24, cache=disk)
+    before = {name: _pixels(getattr(first, name)) for name in ("train", "validation", "test")}
+    # Every file made undecodable, its size and modification time kept: the cache
+    # answers, so nothing was decoded.
+    files = sorted(image_folder.glob("*/*"))
+    for path in files:
+        stat = path.stat()
+        path.write_bytes(b"x" * stat.st_size)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = image_data.load(str(image_folder), image_size=24, cache=disk)
+    assert again.num_examples == first.num_examples
+    assert again.train.cardinality() == first.num_examples["train"]
+    assert {name: _pixels(getattr(again, name)) for name in before} == before
+    (cache_root,) = cache_dir.iterdir()
+    assert len(list(cache_root.iterdir())) == 1
+    # A file that changes (new modification time) makes the cache stale: rebuilt,
+    # and here the garbage is named.
+    os.utime(files[0], ns=(files[0].stat().st_atime_ns, files[0].stat().st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match="is corrupt"):
+        image_data.load(str(image_folder), image_size=24, cache=disk)
+    assert list(cache_root.iterdir()) == []  # The stale cache removed, no half cache kept.
+
+
+def test_a_file_removed_during_training_is_a_clear_error(
+    image_folder, tmp_path_factory, monkeypatch
+):
+    load = image_data.load
+
+    def load_then_remove(*args, **kwargs):
+        data = load(*args, **kwargs)
+        for path in image_folder.glob("*/*"):
+            path.unlink()
+        return data
+
+    monkeypatch.setattr(image_data, "load", load_then_remove)
+    with pytest.raises(
+        DataError, match=r"Reading the data failed during the run \(.*No such file"
+    ):
+        kerasnotes.train(
+            "cnn",
+            overrides=[f"dataset={image_folder}", "cache=none", "epochs=1", "batch_size=4"],
+            run_dir=str(tmp_path_factory.mktemp("run") / "run"),
+            export_dir=None,
+            echo=lambda line: None,
+        )
 
 
 def test_empty_folder(tmp_path):

@@ -23,7 +23,8 @@ from kerasnotes.data.downloads import (
     tfds_source,
     with_shifted,
 )
-from kerasnotes.errors import DataError, one_line
+from kerasnotes.data.streams import Cache, bad_record_error, file_splits, report_skipped
+from kerasnotes.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 # A class folder's images are loaded at their own size when they share one no larger
@@ -224,6 +225,7 @@ def load(
     image_size=None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache: Cache | None = None,
 ) -> ImageClassificationData:
     """Load an image classification dataset by embedded name, path or tfds name.
 
@@ -237,24 +239,28 @@ def load(
         skip_bad_records: skip (and count) unreadable images in a folder instead
             of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+        cache: where the decoded splits are kept (`kerasnotes.data.streams`; default
+            `auto`); a tfds dataset that is not kept in memory is read from tfds' own
+            files every epoch.
     """
+    cache = cache or Cache()
     size = size_pair(image_size)
     dataset = dataset or "shapes"
     if dataset in EMBEDDED:
         builder_cls, config = _embedded(dataset)
         builder = builder_cls(config=config, data_dir=data_dir)
         builder.download_and_prepare()
-        return _from_builder(builder, dataset, size)
+        return _from_builder(builder, dataset, size, cache)
     builder = class_folder_or_tfds(
         dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="images"
     )
     if builder is None:
         own_size, channels = folder_image_format(dataset)
-        return _from_folder(dataset, size or own_size, channels, skip_bad_records)
-    return _from_builder(builder, dataset, size)
+        return _from_folder(dataset, size or own_size, channels, skip_bad_records, cache)
+    return _from_builder(builder, dataset, size, cache)
 
 
-def _from_builder(builder, name: str, size) -> ImageClassificationData:
+def _from_builder(builder, name: str, size, cache: Cache) -> ImageClassificationData:
     import tensorflow_datasets as tfds
 
     info = builder.info
@@ -272,6 +278,8 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
     channels = channels or 3
 
     parts = with_shifted(info, tfds_parts(info))
+    num_examples = split_sizes(info, parts)
+    mode = cache.choose(size[0] * size[1] * channels * sum(num_examples.values()))
 
     def read(split):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
@@ -280,13 +288,13 @@ def _from_builder(builder, name: str, size) -> ImageClassificationData:
                 lambda image, label: (resize_uint8(image, size), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        return ds
+        return ds.cache() if mode == "memory" else ds
 
     return ImageClassificationData(
         **{part: read(split) for part, split in parts.items()},
         class_names=list(features[label_key].names),
         image_shape=(size[0], size[1], channels),
-        num_examples=split_sizes(info, parts),
+        num_examples=num_examples,
         source=tfds_source(builder),
     )
 
@@ -327,22 +335,11 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
             items.append(read(file))
         except (OSError, ValueError) as e:
             if not skip_bad_records:
-                reason = "missing or unreadable" if isinstance(e, OSError) else "corrupt"
-                detail = one_line(str(e), limit=160)
-                raise DataError(
-                    f"{unit.capitalize()} {file!r} of {listed_in} is {reason}"
-                    f"{f' ({detail})' if detail else ''}. Fix or "
-                    f"remove it, or set skip_bad_records=true to skip such {unit}s (they "
-                    "are counted)."
-                ) from None
+                raise bad_record_error(file, e, unit=unit, listed_in=listed_in) from None
             items.append(None)
             skipped.append(file)
         progress.update(i + 1)
-    if skipped:
-        print(
-            f"Skipped {len(skipped)} unreadable {unit}(s) of {listed_in}, e.g. {skipped[0]!r}.",
-            file=sys.stderr,
-        )
+    report_skipped(skipped, unit=unit, listed_in=listed_in)
     return items, skipped
 
 
@@ -476,15 +473,30 @@ def read_class_folder(
 
 
 def _from_folder(
-    path: str, size, channels: int, skip_bad_records: bool
+    path: str, size, channels: int, skip_bad_records: bool, cache: Cache
 ) -> ImageClassificationData:
-    """Read `path/<class>/<image>` into memory, checking every image once."""
-    classes, splits, counts = read_class_folder(
-        path,
-        IMAGE_EXTENSIONS,
-        lambda file: read_image(file, size, channels),
-        unit="image",
+    """`path/<class>/<image>`, split 80/10/10, each image read and decoded in the
+    pipeline (and cached per `cache`); every image checked once before training."""
+    what = f"Image folder {path!r}"
+    classes, files = class_files(path, IMAGE_EXTENSIONS, unit="image")
+    parts = held_out_split(len(files), what)
+
+    def decode(file):
+        image = decode_image(tf.io.read_file(file), channels)
+        return tf.ensure_shape(resize_uint8(image, size), (*size, channels))
+
+    splits, counts = file_splits(
+        [file for file, _ in files],
+        (np.array([label for _, label in files], np.int64),),
+        parts,
+        decode,
+        example_bytes=size[0] * size[1] * channels,
+        settings={"size": list(size), "channels": channels},
+        cache=cache,
         skip_bad_records=skip_bad_records,
+        unit="image",
+        listed_in="i" + what[1:],
+        source=os.path.abspath(path),
     )
     return ImageClassificationData(
         **splits,

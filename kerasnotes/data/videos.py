@@ -187,7 +187,8 @@ def _from_builder(builder, name: str, size, num_frames) -> VideoData:
                 clip = tf.image.grayscale_to_rgb(clip)
             return clip, features[label_key]
 
-        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        # Kept in memory after the first epoch: decoding and resampling run once.
+        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
     return VideoData(
         **{part: read(split) for part, split in parts.items()},

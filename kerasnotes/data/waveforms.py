@@ -230,7 +230,8 @@ def _from_builder(builder, name: str, num_samples, sample_rate) -> WaveformData:
             mono = tf.reduce_mean(audio, axis=-1, keepdims=True)
             return fit_length(mono, num_samples), features[label_key]
 
-        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        # Kept in memory after the first epoch: decoding and resampling run once.
+        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
     return WaveformData(
         **{part: read(split) for part, split in parts.items()},

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import images as image_data
+from kerasnotes.data import streams
 from kerasnotes.errors import DataError, UsageError
 from kerasnotes.tasks.classification import classification_metrics
 from kerasnotes.tasks.images import ImageTask
@@ -35,7 +36,7 @@ class ImageClassification(ImageTask):
 
     name = "image_classification"
     derived_keys = ("input_shape", "num_classes")
-    settings: dict = {"image_size": None}
+    settings: dict = {"image_size": None, **streams.CACHE_SETTINGS}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
     shape_key = "image_shape"
     bytes_input = "image_bytes"
@@ -64,12 +65,15 @@ class ImageClassification(ImageTask):
             config["dataset"],
             image_size=config["image_size"],
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info` that needs no data: the trainer builds the model
         on it to check the configuration before loading anything (`config`), and the
         test harness builds on it (`None`: small images)."""
+        if config is not None:
+            streams.Cache.from_config(config)
         return {
             "class_names": ["a", "b", "c"],
             "image_shape": image_data.example_image_shape(config, image_data.expected_image_size),
@@ -124,12 +128,13 @@ class ImageClassification(ImageTask):
     def batches(
         self, split: tf.data.Dataset, config, info=None, *, training: bool, num_examples=0
     ):
-        """Batched `(images, labels)`: float pixels in the model's channel order."""
+        """Batched `(images, labels)`: float pixels in the model's channel order (the
+        loader caches the split where it fits)."""
         data_format = config["data_format"]
-        ds = split.cache()
+        ds = split
         if training:
             ds = ds.shuffle(
-                max(1, min(num_examples or 10_000, 10_000)),
+                streams.shuffle_buffer(split.element_spec, num_examples),
                 seed=config["seed"],
                 reshuffle_each_iteration=True,
             )

@@ -1,0 +1,129 @@
+"""Peak memory of training on a folder as it grows (not part of the test suite).
+
+Generates class folders of JPEG photos-like scenes (256x256, four classes, the embedded
+shapes' renderer) of each `--sizes` count, then for each `--cache` setting runs
+
+    kerasnotes train cnn --dataset FOLDER --set image_size=224 --epochs 1 --no-export
+
+in a child process and reads its peak resident set size (`os.wait4`'s `ru_maxrss`),
+its seconds from start to training (the `Data:` line: loaded and every file checked)
+and in all. The figure is the ratio of the peak memory on the largest folder to the
+smallest, per cache setting: the goal (issue 27) is <= 1.3 with memory flat.
+`--compare-commit REV` runs the same commands on another commit of this repository (a
+temporary `git worktree`), the loaders before a change, side by side.
+
+    python benchmarks/data_memory.py [--sizes 1000 16000] [--cache disk none auto]
+        [--compare-commit 52c2e8b] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("circle", "square", "triangle", "ring")
+SIDE = 256
+
+
+def make_folder(root: str, count: int) -> str:
+    """`root/<count>/<class>/<i>.jpg`: `count` scenes, reused if already there."""
+    from PIL import Image
+
+    from kerasnotes.data import scenes
+
+    folder = os.path.join(root, str(count))
+    done = os.path.join(folder, ".done")
+    if os.path.exists(done):
+        return folder
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        shape = CLASSES[i % len(CLASSES)]
+        os.makedirs(os.path.join(folder, shape), exist_ok=True)
+        image = scenes.render(rng, [scenes.random_object(rng, SIDE, shape=shape)], SIDE)
+        Image.fromarray(image).save(os.path.join(folder, shape, f"{i}.jpg"), quality=90)
+    open(done, "w").close()
+    return folder
+
+
+def measure(folder: str, cache: str | None, pythonpath: str, cache_dir: str) -> dict:
+    """One training run's peak memory (MB), seconds to training and in all."""
+    command = [
+        *(sys.executable, "-c", "from cli.main import main; main()", "train", "cnn"),
+        *("--dataset", folder, "--set", "image_size=224", "--epochs", "1", "--no-export"),
+        *(("--set", f"cache={cache}") if cache else ()),
+        *("--run-dir", tempfile.mkdtemp(prefix="data-memory-run-")),
+    ]
+    env = {**os.environ, "PYTHONPATH": pythonpath, "KERASNOTES_CACHE": cache_dir}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    ready, tail = None, []
+    for line in child.stdout:
+        tail = [*tail[-20:], line]
+        if ready is None and line.startswith("Data: "):  # Loaded and checked.
+            ready = time.perf_counter() - started
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{''.join(tail)}")
+    return {
+        "peak_mb": round(usage.ru_maxrss / 1024),
+        "seconds_to_training": round(ready or float("nan"), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 16000])
+    parser.add_argument("--cache", nargs="+", default=["disk", "none", "auto"])
+    parser.add_argument("--compare-commit", default=None)
+    parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "data-memory"))
+    args = parser.parse_args()
+
+    folders = {count: make_folder(args.root, count) for count in args.sizes}
+    contenders = [("this tree", REPOSITORY, args.cache)]
+    worktree = None
+    if args.compare_commit:
+        worktree = tempfile.mkdtemp(prefix="data-memory-worktree-")
+        subprocess.run(
+            ["git", "-C", REPOSITORY, "worktree", "add", "--detach", worktree, args.compare_commit],
+            check=True,
+            capture_output=True,
+        )
+        contenders.append((args.compare_commit, worktree, [None]))
+    try:
+        for name, path, caches in contenders:
+            for cache in caches:
+                # A fresh disk cache per setting: its first run decodes, its second reads.
+                cache_dir = tempfile.mkdtemp(prefix="data-memory-cache-")
+                rows = {}
+                for count, folder in folders.items():
+                    rows[count] = measure(folder, cache, path, cache_dir)
+                    print(json.dumps({"code": name, "cache": cache, "images": count, **rows[count]}))
+                if cache == "disk":  # The second run on the largest folder: no decoding.
+                    again = measure(folders[max(folders)], cache, path, cache_dir)
+                    print(json.dumps({"code": name, "cache": cache, "images": max(folders),
+                                      "second_run": True, **again}))  # fmt: skip
+                ratio = rows[max(folders)]["peak_mb"] / rows[min(folders)]["peak_mb"]
+                print(
+                    f"{name}, cache={cache or 'its default'}: peak memory {max(folders)} / "
+                    f"{min(folders)} images = {ratio:.2f} (goal <= 1.3)",
+                    flush=True,
+                )
+    finally:
+        if worktree:
+            subprocess.run(["git", "-C", REPOSITORY, "worktree", "remove", "--force", worktree])
+
+
+if __name__ == "__main__":
+    main()
