@@ -96,7 +96,16 @@ def main() -> None:
     if args.compare_commit:
         worktree = tempfile.mkdtemp(prefix="data-memory-worktree-")
         subprocess.run(
-            ["git", "-C", REPOSITORY, "worktree", "add", "--detach", worktree, args.compare_commit],
+            [
+                "git",
+                "-C",
+                REPOSITORY,
+                "worktree",
+                "add",
+                "--detach",
+                worktree,
+                args.compare_commit,
+            ],
             check=True,
             capture_output=True,
         )
@@ -109,7 +118,9 @@ def main() -> None:
                 rows = {}
                 for count, folder in folders.items():
                     rows[count] = measure(folder, cache, path, cache_dir)
-                    print(json.dumps({"code": name, "cache": cache, "images": count, **rows[count]}))
+                    print(
+                        json.dumps({"code": name, "cache": cache, "images": count, **rows[count]})
+                    )
                 if cache == "disk":  # The second run on the largest folder: no decoding.
                     again = measure(folders[max(folders)], cache, path, cache_dir)
                     print(json.dumps({"code": name, "cache": cache, "images": max(folders),

@@ -23,7 +23,13 @@ from kerasnotes.data.downloads import (
     tfds_source,
     with_shifted,
 )
-from kerasnotes.data.streams import Cache, bad_record_error, file_splits, report_skipped
+from kerasnotes.data.streams import (
+    Cache,
+    bad_record_error,
+    file_splits,
+    report_skipped,
+    tfds_splits,
+)
 from kerasnotes.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -279,7 +285,6 @@ def _from_builder(builder, name: str, size, cache: Cache) -> ImageClassification
 
     parts = with_shifted(info, tfds_parts(info))
     num_examples = split_sizes(info, parts)
-    mode = cache.choose(size[0] * size[1] * channels * sum(num_examples.values()))
 
     def read(split):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
@@ -288,10 +293,11 @@ def _from_builder(builder, name: str, size, cache: Cache) -> ImageClassification
                 lambda image, label: (resize_uint8(image, size), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        return ds.cache() if mode == "memory" else ds
+        return ds
 
+    splits = {part: read(split) for part, split in parts.items()}
     return ImageClassificationData(
-        **{part: read(split) for part, split in parts.items()},
+        **tfds_splits(splits, num_examples, size[0] * size[1] * channels, cache),
         class_names=list(features[label_key].names),
         image_shape=(size[0], size[1], channels),
         num_examples=num_examples,
@@ -446,57 +452,57 @@ def _is_grey(image) -> bool:
     return bool(np.all(palette == palette[:, :1]))
 
 
-def read_class_folder(
-    path: str, extensions, read, *, unit: str, skip_bad_records: bool
+def class_folder_splits(
+    path: str,
+    extensions,
+    decode,
+    *,
+    example_bytes: int,
+    settings,
+    cache: Cache,
+    unit: str,
+    skip_bad_records: bool,
 ) -> tuple[list[str], dict[str, tf.data.Dataset], dict[str, int]]:
-    """`path/<class>/<file>` for files ending in `extensions`, each read into memory by
-    `read(file)` (see `read_files`; unreadable ones named, or skipped and counted),
-    split 80/10/10: `(class names, {split: (example, label) dataset}, {split: count})`."""
+    """`path/<class>/<file>` for files ending in `extensions`, split 80/10/10, each file
+    read and decoded by `decode` in the pipeline and cached per `cache` (see
+    `streams.file_splits`; unreadable ones named, or skipped and counted): `(class
+    names, {split: (example, label) dataset}, {split: count})`."""
     what = f"{unit.capitalize()} folder {path!r}"
     classes, files = class_files(path, extensions, unit=unit)
-    examples, _ = read_files(
+    splits, counts = file_splits(
         [file for file, _ in files],
-        read,
-        unit=unit,
+        (np.array([label for _, label in files], np.int64),),
+        held_out_split(len(files), what, unit=f"{unit}s"),
+        decode,
+        example_bytes=example_bytes,
+        settings=settings,
+        cache=cache,
         skip_bad_records=skip_bad_records,
+        unit=unit,
         listed_in=what[0].lower() + what[1:],
+        source=os.path.abspath(path),
     )
-    labels = [label for (_, label), x in zip(files, examples, strict=True) if x is not None]
-    examples = np.stack([x for x in examples if x is not None])
-    parts = held_out_split(len(labels), what, unit=f"{unit}s")
-    labels = np.array(labels, np.int64)
-    splits = {
-        name: tf.data.Dataset.from_tensor_slices((examples[indices], labels[indices]))
-        for name, indices in parts.items()
-    }
-    return classes, splits, {name: len(indices) for name, indices in parts.items()}
+    return classes, splits, counts
 
 
 def _from_folder(
     path: str, size, channels: int, skip_bad_records: bool, cache: Cache
 ) -> ImageClassificationData:
-    """`path/<class>/<image>`, split 80/10/10, each image read and decoded in the
-    pipeline (and cached per `cache`); every image checked once before training."""
-    what = f"Image folder {path!r}"
-    classes, files = class_files(path, IMAGE_EXTENSIONS, unit="image")
-    parts = held_out_split(len(files), what)
+    """`path/<class>/<image>`, each image decoded in the pipeline and checked once."""
 
     def decode(file):
         image = decode_image(tf.io.read_file(file), channels)
         return tf.ensure_shape(resize_uint8(image, size), (*size, channels))
 
-    splits, counts = file_splits(
-        [file for file, _ in files],
-        (np.array([label for _, label in files], np.int64),),
-        parts,
+    classes, splits, counts = class_folder_splits(
+        path,
+        IMAGE_EXTENSIONS,
         decode,
         example_bytes=size[0] * size[1] * channels,
         settings={"size": list(size), "channels": channels},
         cache=cache,
-        skip_bad_records=skip_bad_records,
         unit="image",
-        listed_in="i" + what[1:],
-        source=os.path.abspath(path),
+        skip_bad_records=skip_bad_records,
     )
     return ImageClassificationData(
         **splits,

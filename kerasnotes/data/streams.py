@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -78,6 +79,14 @@ class Cache:
             return self.mode
         limit = machine_memory() // 4 if self.memory_limit is None else self.memory_limit
         return "memory" if decoded_bytes < limit else "disk"
+
+
+def tfds_splits(splits: dict, num_examples: dict, example_bytes: int, cache: Cache) -> dict:
+    """Splits read from tfds' prepared files, kept in memory after their first pass
+    where `cache` chooses memory for them, otherwise read from those files every epoch
+    (their own disk cache)."""
+    mode = cache.choose(example_bytes * sum(num_examples.values()))
+    return {name: ds.cache() if mode == "memory" else ds for name, ds in splits.items()}
 
 
 def cache_directory() -> str:
@@ -146,8 +155,33 @@ def read_failures_are_clear_errors():
         ) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class PythonDecoder:
+    """A Python reader as a graph `decode` for `file_splits` (through
+    `tf.numpy_function`), for formats TensorFlow does not decode: `read(path)` gives
+    the example as a NumPy array of `shape` and `dtype`, and raises `OSError` for a file
+    it cannot read and `ValueError` for one it cannot decode."""
+
+    read: Callable[[str], np.ndarray]
+    shape: tuple
+    dtype: tf.DType
+
+    def __call__(self, path: tf.Tensor) -> tf.Tensor:
+        example = tf.numpy_function(
+            lambda p: self.read(p.decode()), [path], self.dtype, stateful=False
+        )
+        return tf.ensure_shape(example, self.shape)
+
+
 def _why_bad(decode, file: str) -> BaseException:
     """Why `decode` fails on `file`, as `OSError` (unreadable) or `ValueError`."""
+    if isinstance(decode, PythonDecoder):
+        try:
+            decode.read(file)
+        except (OSError, ValueError) as e:
+            return e
+        except Exception as e:  # A reader's library failing its own way.
+            return ValueError(f"{type(e).__name__}: {e}")
     try:
         decode(tf.constant(file))
     except tf.errors.NotFoundError as e:

@@ -12,6 +12,7 @@ graph); MP4, AVI, WebM, MOV and MKV with PyAV (FFmpeg's decoders).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -26,7 +27,8 @@ from kerasnotes.data.downloads import (
     tfds_source,
     with_shifted,
 )
-from kerasnotes.data.images import read_class_folder, resize
+from kerasnotes.data.images import class_folder_splits, resize
+from kerasnotes.data.streams import Cache, PythonDecoder, tfds_splits
 from kerasnotes.errors import DataError
 
 EMBEDDED = ("moving_shapes", "moving_shapes/small")
@@ -121,6 +123,7 @@ def load(
     num_frames: int | None = None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache: Cache | None = None,
 ) -> VideoData:
     """Load a video classification dataset by embedded name, path or tfds name.
 
@@ -134,7 +137,9 @@ def load(
             folders and datasets of clips of varying length).
         skip_bad_records: skip (and count) unreadable clips of a folder instead of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+        cache: where the decoded splits are kept (`kerasnotes.data.streams`).
     """
+    cache = cache or Cache()
     size = size_pair(image_size)
     dataset = dataset or EMBEDDED[0]
     if dataset in EMBEDDED:
@@ -143,7 +148,7 @@ def load(
         config = "small" if dataset.endswith("/small") else "default"
         builder = MovingShapes(config=config, data_dir=data_dir)
         builder.download_and_prepare()
-        return _from_builder(builder, dataset, size, num_frames)
+        return _from_builder(builder, dataset, size, num_frames, cache)
     builder = class_folder_or_tfds(
         dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="clips"
     )
@@ -153,11 +158,12 @@ def load(
             size or (DEFAULT_FOLDER_IMAGE_SIZE,) * 2,
             num_frames or DEFAULT_FOLDER_FRAMES,
             skip_bad_records,
+            cache,
         )
-    return _from_builder(builder, dataset, size, num_frames)
+    return _from_builder(builder, dataset, size, num_frames, cache)
 
 
-def _from_builder(builder, name: str, size, num_frames) -> VideoData:
+def _from_builder(builder, name: str, size, num_frames, cache: Cache) -> VideoData:
     info = builder.info
     import tensorflow_datasets as tfds
 
@@ -187,31 +193,39 @@ def _from_builder(builder, name: str, size, num_frames) -> VideoData:
                 clip = tf.image.grayscale_to_rgb(clip)
             return clip, features[label_key]
 
-        # Kept in memory after the first epoch: decoding and resampling run once.
-        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
 
+    shape = (num_frames, size[0], size[1], 3)
+    num_examples = split_sizes(info, parts)
+    splits = {part: read(split) for part, split in parts.items()}
     return VideoData(
-        **{part: read(split) for part, split in parts.items()},
+        **tfds_splits(splits, num_examples, math.prod(shape), cache),
         class_names=list(info.features[label_key].names),
-        clip_shape=(num_frames, size[0], size[1], 3),
-        num_examples=split_sizes(info, parts),
+        clip_shape=shape,
+        num_examples=num_examples,
         source=tfds_source(builder),
     )
 
 
-def _from_folder(path: str, size, num_frames: int, skip_bad_records: bool) -> VideoData:
-    """Read `path/<class>/<clip>` into memory, checking every clip once."""
-    classes, splits, counts = read_class_folder(
+def _from_folder(
+    path: str, size, num_frames: int, skip_bad_records: bool, cache: Cache
+) -> VideoData:
+    """`path/<class>/<clip>`, each clip decoded in the pipeline and checked once."""
+    shape = (num_frames, size[0], size[1], 3)
+    classes, splits, counts = class_folder_splits(
         path,
         VIDEO_EXTENSIONS,
-        lambda file: read_clip(file, num_frames, size),
+        PythonDecoder(lambda file: read_clip(file, num_frames, size), shape, tf.uint8),
+        example_bytes=math.prod(shape),
+        settings={"shape": list(shape)},
+        cache=cache,
         unit="clip",
         skip_bad_records=skip_bad_records,
     )
     return VideoData(
         **splits,
         class_names=classes,
-        clip_shape=(num_frames, size[0], size[1], 3),
+        clip_shape=shape,
         num_examples=counts,
         source=f"folder:{os.path.abspath(path)}",
     )

@@ -29,7 +29,8 @@ from kerasnotes.data.downloads import (
     tfds_parts,
     tfds_source,
 )
-from kerasnotes.data.images import read_class_folder
+from kerasnotes.data.images import class_folder_splits
+from kerasnotes.data.streams import Cache, PythonDecoder, tfds_splits
 from kerasnotes.errors import DataError
 
 EMBEDDED = ("signals", "signals/small")
@@ -170,6 +171,7 @@ def load(
     sample_rate: int | None = None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache: Cache | None = None,
 ) -> WaveformData:
     """Load a waveform classification dataset by embedded name, path or tfds name.
 
@@ -183,7 +185,9 @@ def load(
             the rate most of its files have. Datasets of one rate must be read at that rate.
         skip_bad_records: skip (and count) unreadable files of a folder instead of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+        cache: where the decoded splits are kept (`kerasnotes.data.streams`).
     """
+    cache = cache or Cache()
     dataset = dataset or EMBEDDED[0]
     if dataset in EMBEDDED:
         from kerasnotes.data.signals import Signals
@@ -191,16 +195,16 @@ def load(
         config = "small" if dataset.endswith("/small") else "default"
         builder = Signals(config=config, data_dir=data_dir)
         builder.download_and_prepare()
-        return _from_builder(builder, dataset, num_samples, sample_rate)
+        return _from_builder(builder, dataset, num_samples, sample_rate, cache)
     builder = class_folder_or_tfds(
         dataset, data_dir, embedded=EMBEDDED, examples=TFDS_EXAMPLES, holds="WAV files"
     )
     if builder is None:
-        return _from_folder(dataset, num_samples, sample_rate, skip_bad_records)
-    return _from_builder(builder, dataset, num_samples, sample_rate)
+        return _from_folder(dataset, num_samples, sample_rate, skip_bad_records, cache)
+    return _from_builder(builder, dataset, num_samples, sample_rate, cache)
 
 
-def _from_builder(builder, name: str, num_samples, sample_rate) -> WaveformData:
+def _from_builder(builder, name: str, num_samples, sample_rate, cache: Cache) -> WaveformData:
     info = builder.info
     import tensorflow_datasets as tfds
 
@@ -230,28 +234,36 @@ def _from_builder(builder, name: str, num_samples, sample_rate) -> WaveformData:
             mono = tf.reduce_mean(audio, axis=-1, keepdims=True)
             return fit_length(mono, num_samples), features[label_key]
 
-        # Kept in memory after the first epoch: decoding and resampling run once.
-        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
 
+    num_examples = split_sizes(info, parts)
+    splits = {part: read(split) for part, split in parts.items()}
     return WaveformData(
-        **{part: read(split) for part, split in parts.items()},
+        **tfds_splits(splits, num_examples, num_samples * 4, cache),
         class_names=list(info.features[label_key].names),
         waveform_shape=(num_samples, 1),
         sample_rate=rate,
-        num_examples=split_sizes(info, parts),
+        num_examples=num_examples,
         source=tfds_source(builder),
     )
 
 
-def _from_folder(path: str, num_samples, sample_rate, skip_bad_records: bool) -> WaveformData:
-    """Read `path/<class>/<file>.wav` into memory, checking every file once."""
+def _from_folder(
+    path: str, num_samples, sample_rate, skip_bad_records: bool, cache: Cache
+) -> WaveformData:
+    """`path/<class>/<file>.wav`, each file decoded in the pipeline and checked once."""
     if sample_rate is None:
         sample_rate = _most_common_rate(path)
     num_samples = num_samples or int(DEFAULT_SECONDS * sample_rate)
-    classes, splits, counts = read_class_folder(
+    classes, splits, counts = class_folder_splits(
         path,
         WAV_EXTENSIONS,
-        lambda file: read_wav(file, num_samples, sample_rate),
+        PythonDecoder(
+            lambda file: read_wav(file, num_samples, sample_rate), (num_samples, 1), tf.float32
+        ),
+        example_bytes=num_samples * 4,
+        settings={"num_samples": num_samples, "sample_rate": sample_rate},
+        cache=cache,
         unit="sound",
         skip_bad_records=skip_bad_records,
     )

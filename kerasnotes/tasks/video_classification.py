@@ -21,6 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import streams
 from kerasnotes.data import videos as video_data
 from kerasnotes.data.images import read_bytes, to_data_format
 from kerasnotes.errors import DataError
@@ -45,7 +46,7 @@ def encode_gif(clip: np.ndarray, frame_ms: int = 100) -> bytes:
 
 class VideoClassification(ImageClassification):
     name = "video_classification"
-    settings = {"image_size": None, "num_frames": 0}
+    settings = {"image_size": None, "num_frames": 0, **streams.CACHE_SETTINGS}
     input_kind = "clip files (GIF, MP4, AVI, WebM, MOV, MKV)"
     shape_key = "clip_shape"
     bytes_input = "video_bytes"
@@ -80,12 +81,14 @@ class VideoClassification(ImageClassification):
             image_size=config["image_size"],
             num_frames=config["num_frames"] or None,
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
 
     def example_info(self, config=None) -> dict:
         if config is None:  # The test harness: short, small clips.
             shape = [4, 24, 24, 3]
         else:
+            streams.Cache.from_config(config)
             if config["num_frames"] < 0:
                 raise DataError(
                     f"Invalid num_frames {config['num_frames']!r}: must be >= 1 (0: the "

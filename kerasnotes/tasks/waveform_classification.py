@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import streams
 from kerasnotes.data import waveforms as waveform_data
 from kerasnotes.data.images import read_bytes, to_data_format
 from kerasnotes.errors import DataError
@@ -30,7 +31,7 @@ PLACEHOLDER_NUM_SAMPLES = 16000
 
 class WaveformClassification(ImageClassification):
     name = "waveform_classification"
-    settings = {"num_samples": 0, "sample_rate": 0}
+    settings = {"num_samples": 0, "sample_rate": 0, **streams.CACHE_SETTINGS}
     input_kind = "WAV files (16-bit PCM)"
     shape_key = "waveform_shape"
     spatial_rank = 1
@@ -68,12 +69,14 @@ class WaveformClassification(ImageClassification):
             num_samples=config["num_samples"] or None,
             sample_rate=config["sample_rate"] or None,
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
 
     def example_info(self, config=None) -> dict:
         if config is None:  # The test harness: short sounds.
             shape = (256, 1)
         else:
+            streams.Cache.from_config(config)
             for key in ("num_samples", "sample_rate"):
                 if config[key] < 0:
                     raise DataError(
