@@ -420,7 +420,8 @@ def test_training_batches_rotate_through_every_caption(tmp_path):
 def test_coco_json_errors_name_the_bad_file(tmp_path):
     from kerasnotes.data.captions import load
 
-    path = write_coco(tmp_path / "coco", num_images=4, broken="missing")
+    # (Enough images that no split is left empty by the one skipped.)
+    path = write_coco(tmp_path / "coco", num_images=30, broken="missing")
     with pytest.raises(DataError, match="missing.png"):
         load(str(path))
     assert load(str(path), skip_bad_records=True).skipped[0].endswith("missing.png")

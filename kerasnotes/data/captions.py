@@ -15,13 +15,14 @@ import tensorflow as tf
 
 from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
+    decode_image,
     held_out_split,
     image_path,
     known_image_size,
-    read_image_files,
     read_json,
     resize_uint8,
 )
+from kerasnotes.data.streams import Cache, file_splits, tfds_splits
 from kerasnotes.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64  # For COCO data; the embedded scenes keep their own size.
@@ -58,6 +59,7 @@ def load(
     image_size=None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache: Cache | None = None,
 ) -> CaptionData:
     """Load a captioning dataset by embedded name, path or tfds name.
 
@@ -70,16 +72,21 @@ def load(
         skip_bad_records: skip (and count) missing or unreadable images of a COCO
             JSON file instead of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+        cache: where the decoded splits are kept (`kerasnotes.data.streams`).
     """
+    cache = cache or Cache()
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     size = tuple(image_size) if image_size else None
     dataset = dataset or "shapes_captions"
     if dataset in EMBEDDED:
-        return _embedded(dataset, size, data_dir)
+        return _embedded(dataset, size, data_dir, cache)
     if os.path.exists(dataset):
         return _from_coco_json(
-            _annotations_file(dataset), size or (DEFAULT_IMAGE_SIZE,) * 2, skip_bad_records
+            _annotations_file(dataset),
+            size or (DEFAULT_IMAGE_SIZE,) * 2,
+            skip_bad_records,
+            cache,
         )
     if os.sep in dataset or dataset.startswith((".", "~")) or dataset.endswith(".json"):
         raise DataError(
@@ -92,7 +99,7 @@ def load(
             f"Unknown captioning dataset {dataset!r}: expected {', '.join(EMBEDDED)}, "
             f"{', '.join(TFDS_NAMES)} or the path of a COCO caption JSON file."
         )
-    return _from_tfds(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir)
+    return _from_tfds(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir, cache)
 
 
 def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]:
@@ -103,7 +110,7 @@ def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]
     return size or (DEFAULT_IMAGE_SIZE,) * 2
 
 
-def _embedded(name: str, size, data_dir) -> CaptionData:
+def _embedded(name: str, size, data_dir, cache: Cache) -> CaptionData:
     from kerasnotes.data.shapes_captions import ShapesCaptions
 
     config = "small" if name.endswith("/small") else "default"
@@ -122,16 +129,18 @@ def _embedded(name: str, size, data_dir) -> CaptionData:
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
-    splits = ("train", "validation", "test", SHIFTED)
+    names = ("train", "validation", "test", SHIFTED)
+    num_examples = {s: builder.info.splits[s].num_examples for s in names}
+    splits = {split: read(split) for split in names}
     return CaptionData(
-        **{split: read(split) for split in splits},
+        **tfds_splits(splits, num_examples, size[0] * size[1] * 3, cache),
         image_shape=(*size, 3),
-        num_examples={s: builder.info.splits[s].num_examples for s in splits},
+        num_examples=num_examples,
         source=f"tfds:shapes_captions/{config}",
     )
 
 
-def _from_tfds(name: str, size, data_dir) -> CaptionData:
+def _from_tfds(name: str, size, data_dir, cache: Cache) -> CaptionData:
     from kerasnotes.data.downloads import tfds_builder
 
     builder = tfds_builder(name, data_dir, valid="a tfds name", local="a COCO caption JSON file")
@@ -149,10 +158,12 @@ def _from_tfds(name: str, size, data_dir) -> CaptionData:
         except (KeyError, ValueError, TypeError):
             return 0
 
+    num_examples = {part: count(split) for part, split in _TFDS_SPLITS.items()}
+    splits = {part: read(split) for part, split in _TFDS_SPLITS.items()}
     return CaptionData(
-        **{part: read(split) for part, split in _TFDS_SPLITS.items()},
+        **tfds_splits(splits, num_examples, size[0] * size[1] * 3, cache),
         image_shape=(*size, 3),
-        num_examples={part: count(split) for part, split in _TFDS_SPLITS.items()},
+        num_examples=num_examples,
         source=f"tfds:{name}",
     )
 
@@ -196,8 +207,9 @@ def _read_coco_json(path: str) -> dict:
     return data
 
 
-def _from_coco_json(path: str, size, skip_bad_records: bool) -> CaptionData:
-    """Read a COCO caption file and its images into memory; split 80/10/10 by image."""
+def _from_coco_json(path: str, size, skip_bad_records: bool, cache: Cache) -> CaptionData:
+    """A COCO caption file, split 80/10/10 by image; each image read and decoded in the
+    pipeline (and cached per `cache`), checked once."""
     data = _read_coco_json(path)
     root = os.path.dirname(os.path.abspath(path))
     captions: dict = {}
@@ -231,33 +243,32 @@ def _from_coco_json(path: str, size, skip_bad_records: bool) -> CaptionData:
             "(train, validation and test)."
         )
 
-    images, skipped = read_image_files(
-        [image_path(root, file_name) for _, file_name in entries],
-        size,
-        skip_bad_records=skip_bad_records,
-        listed_in=f"caption file {path!r}",
-    )
-    references = [
-        captions[image_id]
-        for (image_id, _), image in zip(entries, images, strict=True)
-        if image is not None
-    ]
-    images_array = np.stack([image for image in images if image is not None])
-    parts = held_out_split(len(images_array), f"Caption file {path!r}")
-
+    references = [captions[image_id] for image_id, _ in entries]
     most = max(len(r) for r in references)
     padded = np.array([r + [""] * (most - len(r)) for r in references], dtype=object)
+    splits = file_splits(
+        [image_path(root, file_name) for _, file_name in entries],
+        (padded,),
+        held_out_split(len(entries), f"Caption file {path!r}"),
+        lambda file: tf.ensure_shape(
+            resize_uint8(decode_image(tf.io.read_file(file), 3), size), (*size, 3)
+        ),
+        example_bytes=size[0] * size[1] * 3,
+        settings={"size": list(size)},
+        cache=cache,
+        skip_bad_records=skip_bad_records,
+        unit="image",
+        listed_in=f"caption file {path!r}",
+        source=os.path.abspath(path),
+    )
 
-    def part(indices):
-        ds = tf.data.Dataset.from_tensor_slices((images_array[indices], padded[indices]))
+    def without_padding(ds):
         return ds.map(lambda image, captions: (image, tf.boolean_mask(captions, captions != "")))
 
     return CaptionData(
-        train=part(parts["train"]),
-        validation=part(parts["validation"]),
-        test=part(parts["test"]),
+        **{name: without_padding(ds) for name, ds in splits.datasets.items()},
         image_shape=(*size, 3),
-        num_examples={k: len(v) for k, v in parts.items()},
+        num_examples=splits.counts,
         source=f"coco-json:{os.path.abspath(path)}",
-        skipped=skipped,
+        skipped=splits.skipped,
     )

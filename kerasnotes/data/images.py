@@ -469,7 +469,7 @@ def class_folder_splits(
     names, {split: (example, label) dataset}, {split: count})`."""
     what = f"{unit.capitalize()} folder {path!r}"
     classes, files = class_files(path, extensions, unit=unit)
-    splits, counts = file_splits(
+    splits = file_splits(
         [file for file, _ in files],
         (np.array([label for _, label in files], np.int64),),
         held_out_split(len(files), what, unit=f"{unit}s"),
@@ -482,7 +482,7 @@ def class_folder_splits(
         listed_in=what[0].lower() + what[1:],
         source=os.path.abspath(path),
     )
-    return classes, splits, counts
+    return classes, splits.datasets, splits.counts
 
 
 def _from_folder(

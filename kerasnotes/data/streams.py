@@ -29,6 +29,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -193,6 +194,12 @@ def _why_bad(decode, file: str) -> BaseException:
     return OSError("it could not be read during the first pass")
 
 
+class FileSplits(NamedTuple):
+    datasets: dict[str, tf.data.Dataset]  # By split name.
+    counts: dict[str, int]  # Examples per split.
+    skipped: list[str]  # Files skipped as unreadable (`skip_bad_records`).
+
+
 def file_splits(
     files: list[str],
     columns: tuple,
@@ -206,7 +213,7 @@ def file_splits(
     unit: str,
     listed_in: str,
     source: str,
-) -> tuple[dict[str, tf.data.Dataset], dict[str, int]]:
+) -> FileSplits:
     """`tf.data` splits of `(decode(file), *columns)`, cached per `cache`.
 
     Args:
@@ -225,7 +232,7 @@ def file_splits(
         source: what lists the files (a folder's absolute path): a disk cache of an
             earlier listing from it is removed when a new one is written.
 
-    Returns `({split: dataset}, {split: number of examples})`.
+    Returns the splits, their sizes and the files skipped.
     """
     total = sum(len(indices) for indices in parts.values())
     mode = cache.choose(example_bytes * total)
@@ -264,7 +271,8 @@ def file_splits(
         if cached is not None:  # Filled by an earlier run on the same files.
             _check_skipped(cached["skipped"], decode, skip_bad_records, unit, listed_in)
             splits = {name: decoded(parts[name], final[name]) for name in parts}
-            return without_index(splits, cached["counts"]), cached["counts"]
+            counts = cached["counts"]
+            return FileSplits(without_index(splits, counts), counts, cached["skipped"])
         _remove_caches(home, keep=key)
         os.makedirs(folder, exist_ok=True)
         tmp = f"tmp-{os.getpid()}"
@@ -283,23 +291,27 @@ def file_splits(
         counts = {name: len(indices) for name, indices in kept.items()}
         empty = [name for name, count in counts.items() if count == 0]
         if empty:
-            raise DataError(f"The {empty[0]} split of {listed_in} has no readable {unit}s left.")
+            raise DataError(
+                f"The {empty[0]} split of {listed_in} has no readable {unit}s left (every "
+                f"one of its {len(parts[empty[0]])} was skipped): add {unit}s or fix the "
+                "unreadable ones."
+            )
     except BaseException:
         if folder is not None:  # No half-written cache is left behind.
             shutil.rmtree(folder, ignore_errors=True)
         raise
     if mode == "memory":
-        return without_index(filling, counts), counts
+        return FileSplits(without_index(filling, counts), counts, skipped)
     if mode == "none":
         splits = {name: decoded(np.array(kept[name], np.int64)) for name in parts}
-        return without_index(splits, counts), counts
+        return FileSplits(without_index(splits, counts), counts, skipped)
     for name in parts:  # Each split's finished cache files under its final name.
         for file in os.listdir(folder):
             if file.startswith(f"{name}.{tmp}."):
                 os.replace(os.path.join(folder, file), final[name] + file[len(f"{name}.{tmp}") :])
     write_json(os.path.join(folder, MANIFEST), {"counts": counts, "skipped": skipped})
     splits = {name: decoded(parts[name], final[name]) for name in parts}
-    return without_index(splits, counts), counts
+    return FileSplits(without_index(splits, counts), counts, skipped)
 
 
 def _read_manifest(folder: str):

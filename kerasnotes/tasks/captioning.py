@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import captions as caption_data
+from kerasnotes.data import streams
 from kerasnotes.data.images import (
     decode_images,
     example_image_shape,
@@ -72,7 +73,7 @@ def caption_scores(references: list[list[str]], captions: list[str]) -> dict:
 class Captioning(ImageTask):
     name = "captioning"
     derived_keys = ("input_shape", "vocabulary", "max_length")
-    settings = {"image_size": None, "vocabulary_size": 10_000}
+    settings = {"image_size": None, "vocabulary_size": 10_000, **streams.CACHE_SETTINGS}
     input_kind = "image files (JPEG, PNG, GIF, BMP)"
 
     def datasets_help(self) -> list[str]:
@@ -92,6 +93,7 @@ class Captioning(ImageTask):
             config["dataset"],
             image_size=config["image_size"],
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
         from kerasnotes.models.captioner import RESERVED
 
@@ -102,6 +104,8 @@ class Captioning(ImageTask):
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
+        if config is not None:
+            streams.Cache.from_config(config)
         return {
             "vocabulary": [
                 "",
@@ -152,16 +156,23 @@ class Captioning(ImageTask):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         if training:
-            # (image, ids, a fixed random number per image), tokenized once.
-            cached = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed)).cache()
+            # Each image's caption ids and a fixed random number, tokenized once and
+            # kept in memory (small); the images stay where the loader keeps them.
+            captions = tf.data.Dataset.zip(
+                ds.map(lambda image, ids: ids), tf.data.Dataset.random(seed=seed)
+            ).cache()
+            images = split.map(lambda image, captions: image)
             # Counts the passes over the data: each new iterator (epoch) adds one.
             epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
 
             def one_epoch(e):
-                return cached.map(
-                    lambda example, start: (
-                        example[0],
-                        tf.gather(example[1], (start + e) % tf.shape(example[1], tf.int64)[0]),
+                return tf.data.Dataset.zip(images, captions).map(
+                    lambda image, ids_and_start: (
+                        image,
+                        tf.gather(
+                            ids_and_start[0],
+                            (ids_and_start[1] + e) % tf.shape(ids_and_start[0], tf.int64)[0],
+                        ),
                     ),
                     num_parallel_calls=tf.data.AUTOTUNE,
                 )
@@ -171,12 +182,12 @@ class Captioning(ImageTask):
             if num_examples:  # flat_map hides the size that fit() counts steps by.
                 ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples))
             ds = ds.shuffle(
-                max(1, min(num_examples or 10_000, 10_000)),
+                streams.shuffle_buffer(ds.element_spec, num_examples),
                 seed=seed,
                 reshuffle_each_iteration=True,
             )
         else:
-            ds = ds.map(lambda image, ids: (image, ids[0])).cache()
+            ds = ds.map(lambda image, ids: (image, ids[0]))
         # Full batches in training keep one traced shape.
         full = training and num_examples >= config["batch_size"]
         ds = ds.batch(config["batch_size"], drop_remainder=full)
