@@ -62,7 +62,7 @@ class Cache:
     @classmethod
     def from_config(cls, config) -> Cache:
         """The `cache` and `cache_memory_limit` settings, checked."""
-        mode, limit = config["cache"], config["cache_memory_limit"]
+        mode, limit = (config.get(key, default) for key, default in CACHE_SETTINGS.items())
         if mode not in CACHE_MODES:
             raise ConfigError(f"Invalid cache {mode!r}: expected one of {', '.join(CACHE_MODES)}.")
         if limit is not None and (
@@ -109,15 +109,15 @@ def files_key(files, settings) -> str:
     return digest.hexdigest()[:32]
 
 
-def shuffle_buffer(element_spec, num_examples: int) -> int:
+def shuffle_buffer(element_spec, num_examples: int, most: int = MAX_SHUFFLE_BUFFER) -> int:
     """A shuffle buffer for a split of `num_examples` whose examples have `element_spec`:
-    the whole split up to `MAX_SHUFFLE_BUFFER` examples or `SHUFFLE_BUFFER_BYTES`."""
+    the whole split up to `most` examples or `SHUFFLE_BUFFER_BYTES`."""
     example_bytes = 0
     for spec in tf.nest.flatten(element_spec):
         if spec.shape.is_fully_defined():
             example_bytes += spec.shape.num_elements() * spec.dtype.size
     by_memory = SHUFFLE_BUFFER_BYTES // max(1, example_bytes)
-    return max(1, min(num_examples or MAX_SHUFFLE_BUFFER, MAX_SHUFFLE_BUFFER, by_memory))
+    return max(1, min(num_examples or most, most, by_memory))
 
 
 def bad_record_error(file: str, error: BaseException, *, unit: str, listed_in: str) -> DataError:

@@ -23,13 +23,14 @@ import tensorflow as tf
 
 from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
+    decode_image,
     held_out_split,
     image_path,
     known_image_size,
-    read_image_files,
     read_json,
     resize_uint8,
 )
+from kerasnotes.data.streams import Cache, file_splits, tfds_splits
 from kerasnotes.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64  # For VQA v2 and CLEVR; the embedded scenes keep their own size.
@@ -80,6 +81,7 @@ def load(
     image_size=None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache: Cache | None = None,
 ) -> VqaData:
     """Load a VQA dataset by embedded name, path or tfds name.
 
@@ -92,15 +94,18 @@ def load(
         skip_bad_records: skip (and count) missing or unreadable images of a VQA v2
             directory instead of failing.
         data_dir: the tfds data directory (default: tfds' own, `TFDS_DATA_DIR`).
+        cache: where the decoded images are kept (`kerasnotes.data.streams`), each
+            once however many questions it has.
     """
+    cache = cache or Cache()
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     size = tuple(image_size) if image_size else None
     dataset = dataset or "shapes_vqa"
     if dataset in EMBEDDED:
-        return _embedded(dataset, size, data_dir)
+        return _embedded(dataset, size, data_dir, cache)
     if os.path.isdir(dataset):
-        return _from_vqa_json(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, skip_bad_records)
+        return _from_vqa_json(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, skip_bad_records, cache)
     if os.path.exists(dataset) or os.sep in dataset or dataset.startswith((".", "~")):
         raise DataError(
             f"Dataset path {dataset!r} is not a directory; expected a VQA v2 directory "
@@ -112,12 +117,32 @@ def load(
             f"Unknown VQA dataset {dataset!r}: expected {', '.join(EMBEDDED)}, "
             f"{', '.join(TFDS_NAMES)} or the path of a VQA v2 directory."
         )
-    return _from_clevr(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir)
+    return _from_clevr(dataset, size or (DEFAULT_IMAGE_SIZE,) * 2, data_dir, cache)
 
 
-def _repeated(structure, count):
-    """Every tensor of `structure` stacked `count` times (one copy per question)."""
-    return tf.nest.map_structure(lambda t: tf.repeat(t[None], count, axis=0), structure)
+def _per_question(image, questions, answers, types, *scene):
+    """One image's element (its questions, answers and types stacked) as one element
+    per question, each with the image (and the scene): what the splits give, flattened
+    after the cache so that it holds each image once."""
+    count = tf.shape(questions)[0]
+
+    def repeated(structure):
+        return tf.nest.map_structure(lambda t: tf.repeat(t[None], count, axis=0), structure)
+
+    return tf.data.Dataset.from_tensor_slices(
+        (repeated(image), questions, answers, types, *(repeated(s) for s in scene))
+    )
+
+
+def _questions_of(images: dict, num_examples: dict) -> dict:
+    """Per-image splits flattened to questions, of `num_examples` where known."""
+    splits = {}
+    for name, ds in images.items():
+        ds = ds.flat_map(_per_question)
+        if num_examples.get(name):
+            ds = ds.apply(tf.data.experimental.assert_cardinality(num_examples[name]))
+        splits[name] = ds
+    return splits
 
 
 def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]:
@@ -128,7 +153,7 @@ def expected_image_size(dataset: str | None, image_size=None) -> tuple[int, int]
     return size or (DEFAULT_IMAGE_SIZE,) * 2
 
 
-def _embedded(name: str, size, data_dir) -> VqaData:
+def _embedded(name: str, size, data_dir, cache: Cache) -> VqaData:
     from kerasnotes.data.shapes_vqa import QUESTIONS_PER_SCENE, ShapesVqa
 
     config = "small" if name.endswith("/small") else "default"
@@ -137,31 +162,25 @@ def _embedded(name: str, size, data_dir) -> VqaData:
     native = builder.builder_config.image_size
     size = size or (native, native)
 
-    def per_question(example):
+    def per_image(example):
         image = example["image"]
         if size != (native, native):
             image = resize_uint8(image, size)
-        count = tf.shape(example["questions"])[0]
-        return tf.data.Dataset.from_tensor_slices(
-            (
-                _repeated(image, count),
-                example["questions"],
-                example["answers"][:, None],
-                example["types"],
-                _repeated(example["objects"], count),
-            )
-        )
+        answers = example["answers"][:, None]
+        return image, example["questions"], answers, example["types"], example["objects"]
 
     def read(split):
-        return builder.as_dataset(split=split, shuffle_files=False).flat_map(per_question)
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE)
 
-    splits = ("train", "validation", "test", SHIFTED)
+    names = ("train", "validation", "test", SHIFTED)
+    scenes = {s: builder.info.splits[s].num_examples for s in names}
+    images = tfds_splits({s: read(s) for s in names}, scenes, size[0] * size[1] * 3, cache)
+    num_examples = {s: QUESTIONS_PER_SCENE * count for s, count in scenes.items()}
     return VqaData(
-        **{split: read(split) for split in splits},
+        **_questions_of(images, num_examples),
         image_shape=(*size, 3),
-        num_examples={
-            s: QUESTIONS_PER_SCENE * builder.info.splits[s].num_examples for s in splits
-        },
+        num_examples=num_examples,
         source=f"tfds:shapes_vqa/{config}",
         questions_per_image=QUESTIONS_PER_SCENE,
         scene_attributes={
@@ -177,14 +196,14 @@ def answer_type(answer: str) -> str:
     return "number" if answer.isdigit() else "other"
 
 
-def _from_clevr(name: str, size, data_dir) -> VqaData:
+def _from_clevr(name: str, size, data_dir, cache: Cache) -> VqaData:
     from kerasnotes.data.downloads import tfds_builder
 
     builder = tfds_builder(
         name, data_dir, valid="a tfds name", local="VQA v2 question and annotation JSON files"
     )
 
-    def per_question(example):
+    def per_image(example):
         qa = example["question_answer"]
         # Pairs; the lengths only differ in generated mock data.
         count = tf.minimum(tf.size(qa["question"]), tf.size(qa["answer"]))
@@ -202,21 +221,26 @@ def _from_clevr(name: str, size, data_dir) -> VqaData:
             **{a: objects[a] for a in _CLEVR_ATTRIBUTES},
         }
         image = resize_uint8(example["image"][..., :3], size)
-        return tf.data.Dataset.from_tensor_slices(
-            (
-                _repeated(image, count),
-                questions,
-                answers[:, None],
-                types,
-                _repeated(scene, count),
-            )
-        )
+        return image, questions, answers[:, None], types, scene
 
     def read(split):
-        return builder.as_dataset(split=split, shuffle_files=False).flat_map(per_question)
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE)
 
+    def num_images(split):
+        try:
+            return int(builder.info.splits[split].num_examples)
+        except (KeyError, ValueError, TypeError):
+            return 0
+
+    images = tfds_splits(
+        {part: read(split) for part, split in _CLEVR_SPLITS.items()},
+        {part: num_images(split) for part, split in _CLEVR_SPLITS.items()},
+        size[0] * size[1] * 3,
+        cache,
+    )
     return VqaData(
-        **{part: read(split) for part, split in _CLEVR_SPLITS.items()},
+        **_questions_of(images, {}),
         image_shape=(*size, 3),
         num_examples={part: 0 for part in _CLEVR_SPLITS},  # Unknown until read.
         source=f"tfds:{name}",
@@ -277,8 +301,10 @@ def _image_files(folders: list[str], questions: dict, image_ids) -> dict:
     return files
 
 
-def _from_vqa_json(path: str, size, skip_bad_records: bool) -> VqaData:
-    """Read VQA v2 questions, annotations and images into memory; split 80/10/10 by image."""
+def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> VqaData:
+    """VQA v2 questions and annotations, split 80/10/10 by image; each image read and
+    decoded once in the pipeline (and cached per `cache`), then given with each of its
+    questions."""
     questions_file = _find_json(path, "question")
     annotations_file = _find_json(path, "annotation")
     questions_data = read_json(questions_file, "questions file")
@@ -325,49 +351,62 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool) -> VqaData:
 
     image_ids = sorted({e[0] for e in examples}, key=str)
     files = _image_files([path, os.path.dirname(questions_file)], questions_data, image_ids)
-    images, skipped = read_image_files(
-        [files[i] for i in image_ids],
-        size,
-        skip_bad_records=skip_bad_records,
-        listed_in=f"questions file {questions_file!r}",
+    # One row per image: its questions, answers and types, padded with "".
+    of_image = {image_id: [] for image_id in image_ids}
+    for example in examples:
+        of_image[example[0]].append(example[1:])
+    most_questions = max(len(rows) for rows in of_image.values())
+    most_answers = max(len(e[2]) for e in examples)
+
+    def padded(rows, column, empty):
+        return [row[column] for row in rows] + [empty] * (most_questions - len(rows))
+
+    rows = [of_image[image_id] for image_id in image_ids]
+    questions = np.array([padded(r, 0, "") for r in rows], dtype=object)
+    answers = np.array(
+        [[a + [""] * (most_answers - len(a)) for a in padded(r, 1, [])] for r in rows],
+        dtype=object,
     )
-    readable = [i for i, image in zip(image_ids, images, strict=True) if image is not None]
-    images_array = np.stack([image for image in images if image is not None])
-    index = {image_id: n for n, image_id in enumerate(readable)}
-    parts = held_out_split(len(readable), f"VQA directory {path!r}")
-    part_of = {int(n): name for name, members in parts.items() for n in members}
-    most = max(len(e[2]) for e in examples)
+    types = np.array([padded(r, 2, "") for r in rows], dtype=object)
+    counts = np.array([len(r) for r in rows], np.int64)
+    parts = held_out_split(len(image_ids), f"VQA directory {path!r}")
+    splits = file_splits(
+        [files[i] for i in image_ids],
+        (questions, answers, types, counts),
+        parts,
+        lambda file: tf.ensure_shape(
+            resize_uint8(decode_image(tf.io.read_file(file), 3), size), (*size, 3)
+        ),
+        example_bytes=size[0] * size[1] * 3,
+        settings={"size": list(size)},
+        cache=cache,
+        skip_bad_records=skip_bad_records,
+        unit="image",
+        listed_in=f"questions file {questions_file!r}",
+        source=os.path.abspath(questions_file),
+    )
+    skipped = set(splits.skipped)
+    num_questions = {
+        name: int(sum(counts[i] for i in indices if files[image_ids[i]] not in skipped))
+        for name, indices in parts.items()
+    }
 
-    def part(name):
-        # Image by image, each image's questions together.
-        rows = sorted(
-            (e for e in examples if e[0] in index and part_of[index[e[0]]] == name),
-            key=lambda e: index[e[0]],
-        )
-        ds = tf.data.Dataset.from_tensor_slices(
-            (
-                np.array([index[e[0]] for e in rows], np.int64),
-                np.array([e[1] for e in rows], dtype=object),
-                np.array([e[2] + [""] * (most - len(e[2])) for e in rows], dtype=object),
-                np.array([e[3] for e in rows], dtype=object),
-            )
-        )
-        pixels = tf.constant(images_array)
-        return ds.map(
-            lambda i, question, answers, kind: (
-                tf.gather(pixels, i),
-                question,
-                tf.boolean_mask(answers, answers != ""),
-                kind,
-            )
-        ), len(rows)
+    def without_padding(image, questions, answers, types, count):
+        answers = answers[:count]
+        return image, questions[:count], answers, types[:count]
 
-    splits = {name: part(name) for name in ("train", "validation", "test")}
+    def unpadded_answers(image, question, answers, kind):
+        return image, question, tf.boolean_mask(answers, answers != ""), kind
+
+    images = {name: ds.map(without_padding) for name, ds in splits.datasets.items()}
     return VqaData(
-        **{name: ds for name, (ds, _) in splits.items()},
+        **{
+            name: ds.map(unpadded_answers)
+            for name, ds in _questions_of(images, num_questions).items()
+        },
         image_shape=(*size, 3),
-        num_examples={name: count for name, (_, count) in splits.items()},
+        num_examples=num_questions,
         source=f"vqa-json:{os.path.abspath(path)}",
-        skipped=skipped,
+        skipped=splits.skipped,
         questions_per_image=max(1, round(len(examples) / len(image_ids))),
     )

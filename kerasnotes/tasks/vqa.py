@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import streams
 from kerasnotes.data import vqa as vqa_data
 from kerasnotes.data.images import (
     decode_images,
@@ -78,7 +79,12 @@ def vqa_accuracy(predicted: str, answers: list[str]) -> float:
 class Vqa(ImageTask):
     name = "vqa"
     derived_keys = ("input_shape", "vocabulary", "answers", "max_length", "scene_attributes")
-    settings = {"image_size": None, "vocabulary_size": 10_000, "answer_vocabulary_size": 1000}
+    settings = {
+        "image_size": None,
+        "vocabulary_size": 10_000,
+        "answer_vocabulary_size": 1000,
+        **streams.CACHE_SETTINGS,
+    }
     input_kind = "image files (JPEG, PNG, GIF, BMP) with --question"
 
     def datasets_help(self) -> list[str]:
@@ -101,6 +107,7 @@ class Vqa(ImageTask):
             config["dataset"],
             image_size=config["image_size"],
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
         questions, answers = data.train_text()
         if not questions:
@@ -138,6 +145,8 @@ class Vqa(ImageTask):
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info` that needs no data (see `ImageClassification`)."""
+        if config is not None:
+            streams.Cache.from_config(config)
         return {
             "vocabulary": ["", "[UNK]", "[start]", "what", "colour", "is", "the", "circle"],
             "answers": ["red", "blue", "yes", "no"],
@@ -213,8 +222,10 @@ class Vqa(ImageTask):
                 x["scene"] = scene[0]
             return x, scores
 
+        # The images come from where the loader keeps them (each image once); the
+        # questions and answer scores are prepared again every epoch.
         ds = split.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.filter(lambda x, scores: tf.reduce_sum(scores) > 0).cache()
+        ds = ds.filter(lambda x, scores: tf.reduce_sum(scores) > 0)
         # Scenes have different numbers of objects: pad them with ids of -1.
         padding = tf.nest.map_structure(lambda s: tf.zeros([], s.dtype), ds.element_spec)
         if "scene" in padding[0]:
@@ -234,15 +245,14 @@ class Vqa(ImageTask):
             if block > 1:
                 ds = ds.padded_batch(block, padding_values=padding)
             ds = ds.shuffle(
-                max(1, min(num_examples or 10_000, 30_000) // block),
+                streams.shuffle_buffer(ds.element_spec, num_examples, most=30_000) // block or 1,
                 seed=seed,
                 reshuffle_each_iteration=True,
             )
             if block > 1:
                 ds = ds.unbatch()
         else:
-            # Counted once (which fills the cache): Keras warns about data of unknown
-            # length when it runs out.
+            # Counted once: Keras warns about data of unknown length when it runs out.
             kept = int(ds.reduce(0, lambda count, _: count + 1))
         ds = ds.apply(tf.data.experimental.assert_cardinality(kept))  # Hidden by filter().
         ds = ds.padded_batch(config["batch_size"], padding_values=padding)
