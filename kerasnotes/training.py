@@ -456,6 +456,9 @@ def _load_and_build(model: str, task, config) -> _Run:
 
     keras.utils.set_random_seed(config["seed"])
     data = task.load_data(config)
+    # Again: preparing a dataset (tfds, on a first run) draws from the global random
+    # generators, and the model's initial weights must not depend on whether it did.
+    keras.utils.set_random_seed(config["seed"])
     info = task.data_info(data)
     strategy = make_strategy(config["strategy"])
     num_train = data.num_examples.get("train", 0)
