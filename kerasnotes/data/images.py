@@ -349,29 +349,6 @@ def read_files(files: list[str], read, *, unit: str, skip_bad_records: bool, lis
     return items, skipped
 
 
-def read_image(file: str, size, channels: int = 3) -> np.ndarray:
-    """An image file decoded (to `channels`, see `decode_image`) and resized to `size`,
-    uint8; `OSError` if it cannot be read, `ValueError` if it cannot be decoded."""
-    try:
-        image = decode_image(tf.io.read_file(file), channels)
-    except tf.errors.NotFoundError as e:
-        raise OSError(e.message) from None
-    except tf.errors.InvalidArgumentError as e:
-        raise ValueError(e.message) from None
-    return resize_uint8(image, size).numpy()
-
-
-def read_image_files(files: list[str], size, *, skip_bad_records: bool, listed_in: str):
-    """`read_files` for images: each decoded and resized to `size`, uint8."""
-    return read_files(
-        files,
-        lambda file: read_image(file, size),
-        unit="image",
-        skip_bad_records=skip_bad_records,
-        listed_in=listed_in,
-    )
-
-
 def held_out_split(count: int, what: str, unit: str = "images") -> dict[str, np.ndarray]:
     """A fixed split of `count` items: 80% train, 10% validation, 10% test (one at least)."""
     order = np.random.default_rng(0).permutation(count)
