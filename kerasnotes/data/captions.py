@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
-    decode_image,
     held_out_split,
+    image_file_decoder,
     image_path,
     known_image_size,
     read_json,
@@ -250,9 +250,7 @@ def _from_coco_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Ca
         [image_path(root, file_name) for _, file_name in entries],
         (padded,),
         held_out_split(len(entries), f"Caption file {path!r}"),
-        lambda file: tf.ensure_shape(
-            resize_uint8(decode_image(tf.io.read_file(file), 3), size), (*size, 3)
-        ),
+        image_file_decoder(size),
         example_bytes=size[0] * size[1] * 3,
         settings={"size": list(size)},
         cache=cache,

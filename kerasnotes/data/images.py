@@ -114,6 +114,18 @@ def decode_image(image_bytes: tf.Tensor, channels: int) -> tf.Tensor:
     )
 
 
+def image_file_decoder(size, channels: int = 3):
+    """A graph function: an image file's path to its pixels, uint8 `(*size, channels)`
+    (decoded as `decode_image` does and resized as in training); it fails as
+    TensorFlow's ops do on a missing or undecodable file."""
+
+    def decode(path: tf.Tensor) -> tf.Tensor:
+        image = decode_image(tf.io.read_file(path), channels)
+        return tf.ensure_shape(resize_uint8(image, size), (*size, channels))
+
+    return decode
+
+
 def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.Tensor:
     """Encoded images (string `(batch,)`) to float pixels in the model's order, in the graph.
 
@@ -466,15 +478,10 @@ def _from_folder(
     path: str, size, channels: int, skip_bad_records: bool, cache: Cache
 ) -> ImageClassificationData:
     """`path/<class>/<image>`, each image decoded in the pipeline and checked once."""
-
-    def decode(file):
-        image = decode_image(tf.io.read_file(file), channels)
-        return tf.ensure_shape(resize_uint8(image, size), (*size, channels))
-
     classes, splits, counts = class_folder_splits(
         path,
         IMAGE_EXTENSIONS,
-        decode,
+        image_file_decoder(size, channels),
         example_bytes=size[0] * size[1] * channels,
         settings={"size": list(size), "channels": channels},
         cache=cache,

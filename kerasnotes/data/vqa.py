@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from kerasnotes.data import SHIFTED
 from kerasnotes.data.images import (
-    decode_image,
     held_out_split,
+    image_file_decoder,
     image_path,
     known_image_size,
     read_json,
@@ -374,9 +374,7 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Vqa
         [files[i] for i in image_ids],
         (questions, answers, types, counts),
         parts,
-        lambda file: tf.ensure_shape(
-            resize_uint8(decode_image(tf.io.read_file(file), 3), size), (*size, 3)
-        ),
+        image_file_decoder(size),
         example_bytes=size[0] * size[1] * 3,
         settings={"size": list(size)},
         cache=cache,
@@ -392,8 +390,7 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Vqa
     }
 
     def without_padding(image, questions, answers, types, count):
-        answers = answers[:count]
-        return image, questions[:count], answers, types[:count]
+        return image, questions[:count], answers[:count], types[:count]
 
     def unpadded_answers(image, question, answers, kind):
         return image, question, tf.boolean_mask(answers, answers != ""), kind
