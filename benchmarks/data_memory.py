@@ -1,23 +1,26 @@
-"""Peak memory of training on a folder as it grows (not part of the test suite).
+"""Peak memory of training on a dataset as it grows (not part of the test suite).
 
-Generates class folders of JPEG photos-like scenes (256x256, four classes, the embedded
-shapes' renderer) of each `--sizes` count, then for each `--cache` setting runs
+Generates datasets of each `--sizes` count in one `--format`:
 
-    kerasnotes train cnn --dataset FOLDER --set image_size=224 --epochs 1 --no-export
-        --set time_limit=60
+- `images`: class folders of JPEG photo-like scenes (256x256, four classes, the
+  embedded shapes' renderer), trained on by
+  `kerasnotes train cnn --dataset FOLDER --set image_size=224 --epochs 1 --no-export`;
+- `sounds`: class folders of one-second 16 kHz WAVs (four pitch bands), `wavenet`;
+- `coco`: a COCO caption JSON with its JPEG scenes (256x256), `captioner`;
 
-in a child process and reads its peak resident set size (`os.wait4`'s `ru_maxrss`),
-its seconds from start to training (the `Data:` line: loaded and every file checked)
-and in all. The figure is the ratio of the peak memory on the largest folder to the
+then for each `--cache` setting runs the command (with `--set time_limit=60`) in a
+child process and reads its peak resident set size (`os.wait4`'s `ru_maxrss`), its
+seconds from start to training (the `Data:` line: loaded and every file checked) and
+in all. The figure is the ratio of the peak memory on the largest dataset to the
 smallest, per cache setting: the goal (issue 27) is <= 1.3 with memory flat. The time
-limit (`--time-limit`, 0 for none) ends the epoch early on large folders: the loading
+limit (`--time-limit`, 0 for none) ends the epoch early on large datasets: the loading
 pass, the cache and the first batches, where memory peaks, all come before it; the
-held-out splits are still evaluated whole.
-`--compare-commit REV` runs the same commands on another commit of this repository (a
-temporary `git worktree`), the loaders before a change, side by side.
+held-out splits are still evaluated whole. `--compare-commit REV` runs the same
+commands on another commit of this repository (a temporary `git worktree`), the
+loaders before a change, side by side.
 
-    python benchmarks/data_memory.py [--sizes 1000 16000] [--cache disk none auto]
-        [--compare-commit 52c2e8b] [--time-limit 60] [--root DIR]
+    python benchmarks/data_memory.py [--format images] [--sizes 1000 16000]
+        [--cache disk none auto] [--compare-commit 52c2e8b] [--time-limit 60] [--root DIR]
 """
 
 from __future__ import annotations
@@ -37,31 +40,92 @@ CLASSES = ("circle", "square", "triangle", "ring")
 SIDE = 256
 
 
-def make_folder(root: str, count: int) -> str:
-    """`root/<count>/<class>/<i>.jpg`: `count` scenes, reused if already there."""
+def make_images(root: str, count: int) -> str:
+    """`root/images/<count>/<class>/<i>.jpg`: `count` scenes, reused if already there."""
     from PIL import Image
 
     from kerasnotes.data import scenes
 
-    folder = os.path.join(root, str(count))
-    done = os.path.join(folder, ".done")
-    if os.path.exists(done):
-        return folder
-    rng = np.random.default_rng(count)
-    for i in range(count):
-        shape = CLASSES[i % len(CLASSES)]
-        os.makedirs(os.path.join(folder, shape), exist_ok=True)
-        image = scenes.render(rng, [scenes.random_object(rng, SIDE, shape=shape)], SIDE)
-        Image.fromarray(image).save(os.path.join(folder, shape, f"{i}.jpg"), quality=90)
-    open(done, "w").close()
+    folder = os.path.join(root, "images", str(count))
+    if not os.path.exists(os.path.join(folder, ".done")):
+        rng = np.random.default_rng(count)
+        for i in range(count):
+            shape = CLASSES[i % len(CLASSES)]
+            os.makedirs(os.path.join(folder, shape), exist_ok=True)
+            image = scenes.render(rng, [scenes.random_object(rng, SIDE, shape=shape)], SIDE)
+            Image.fromarray(image).save(os.path.join(folder, shape, f"{i}.jpg"), quality=90)
+        open(os.path.join(folder, ".done"), "w").close()
     return folder
 
 
-def measure(folder: str, cache: str | None, pythonpath: str, cache_dir: str, limit: float) -> dict:
+def make_sounds(root: str, count: int) -> str:
+    """`root/sounds/<count>/<class>/<i>.wav`: one-second 16 kHz 16-bit sounds, one pitch
+    band per class, noisy."""
+    import wave
+
+    folder = os.path.join(root, "sounds", str(count))
+    if not os.path.exists(os.path.join(folder, ".done")):
+        rng = np.random.default_rng(count)
+        t = np.arange(16000) / 16000
+        for i in range(count):
+            label = CLASSES[i % len(CLASSES)]
+            os.makedirs(os.path.join(folder, label), exist_ok=True)
+            pitch = 200 * (1 + CLASSES.index(label)) * rng.uniform(0.9, 1.1)
+            sound = 0.5 * np.sin(2 * np.pi * pitch * t) + rng.normal(0, 0.05, t.size)
+            with wave.open(os.path.join(folder, label, f"{i}.wav"), "wb") as f:
+                f.setnchannels(1)
+                f.setsampwidth(2)
+                f.setframerate(16000)
+                f.writeframes((np.clip(sound, -1, 1) * 32767).astype("<i2").tobytes())
+        open(os.path.join(folder, ".done"), "w").close()
+    return folder
+
+
+def make_coco(root: str, count: int) -> str:
+    """`root/coco/<count>/captions.json` and its `count` PNG scenes (256x256), COCO
+    caption format."""
+    from PIL import Image
+
+    from kerasnotes.data import scenes
+    from kerasnotes.data.shapes_captions import describe, random_scene
+
+    folder = os.path.join(root, "coco", str(count))
+    path = os.path.join(folder, "captions.json")
+    if not os.path.exists(path):
+        rng = np.random.default_rng(count)
+        os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+        images, annotations = [], []
+        for i in range(count):
+            objects, relation = random_scene(rng, SIDE)
+            name = f"{i:05d}.jpg"
+            image = scenes.render(rng, objects, SIDE)
+            Image.fromarray(image).save(os.path.join(folder, "images", name), quality=90)
+            images.append({"id": i, "file_name": name})
+            for j, caption in enumerate(describe(objects, relation)):
+                annotations.append({"id": i * 10 + j, "image_id": i, "caption": caption})
+        with open(f"{path}.tmp", "w") as f:
+            json.dump({"images": images, "annotations": annotations}, f)
+        os.replace(f"{path}.tmp", path)
+    return path
+
+
+# Format -> (what makes its data, the model trained on it, its settings).
+FORMATS = {
+    "images": (make_images, "cnn", ["image_size=224"]),
+    "sounds": (make_sounds, "wavenet", []),
+    "coco": (make_coco, "captioner", []),
+}
+
+
+def measure(
+    data_format: str, dataset: str, cache: str | None, pythonpath: str, cache_dir: str, limit
+) -> dict:
     """One training run's peak memory (MB), seconds to training and in all."""
+    _, model, settings = FORMATS[data_format]
     command = [
-        *(sys.executable, "-c", "from cli.main import main; main()", "train", "cnn"),
-        *("--dataset", folder, "--set", "image_size=224", "--epochs", "1", "--no-export"),
+        *(sys.executable, "-c", "from cli.main import main; main()", "train", model),
+        *("--dataset", dataset, "--epochs", "1", "--no-export"),
+        *(item for setting in settings for item in ("--set", setting)),
         *(("--set", f"cache={cache}") if cache else ()),
         *(("--set", f"time_limit={limit}") if limit else ()),
         *("--run-dir", tempfile.mkdtemp(prefix="data-memory-run-")),
@@ -89,6 +153,7 @@ def measure(folder: str, cache: str | None, pythonpath: str, cache_dir: str, lim
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", choices=list(FORMATS), default="images")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 16000])
     parser.add_argument("--cache", nargs="+", default=["disk", "none", "auto"])
     parser.add_argument("--compare-commit", default=None)
@@ -96,7 +161,8 @@ def main() -> None:
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "data-memory"))
     args = parser.parse_args()
 
-    folders = {count: make_folder(args.root, count) for count in args.sizes}
+    make = FORMATS[args.format][0]
+    folders = {count: make(args.root, count) for count in args.sizes}
     contenders = [("this tree", REPOSITORY, args.cache)]
     worktree = None
     if args.compare_commit:
@@ -123,18 +189,22 @@ def main() -> None:
                 cache_dir = tempfile.mkdtemp(prefix="data-memory-cache-")
                 rows = {}
                 for count, folder in folders.items():
-                    rows[count] = measure(folder, cache, path, cache_dir, args.time_limit)
+                    rows[count] = measure(
+                        args.format, folder, cache, path, cache_dir, args.time_limit
+                    )
                     print(
-                        json.dumps({"code": name, "cache": cache, "images": count, **rows[count]})
+                        json.dumps({"code": name, "cache": cache, "files": count, **rows[count]})
                     )
                 if cache == "disk":  # The second run on the largest folder: no decoding.
-                    again = measure(folders[max(folders)], cache, path, cache_dir, args.time_limit)
-                    print(json.dumps({"code": name, "cache": cache, "images": max(folders),
+                    again = measure(
+                        args.format, folders[max(folders)], cache, path, cache_dir, args.time_limit
+                    )
+                    print(json.dumps({"code": name, "cache": cache, "files": max(folders),
                                       "second_run": True, **again}))  # fmt: skip
                 ratio = rows[max(folders)]["peak_mb"] / rows[min(folders)]["peak_mb"]
                 print(
                     f"{name}, cache={cache or 'its default'}: peak memory {max(folders)} / "
-                    f"{min(folders)} images = {ratio:.2f} (goal <= 1.3)",
+                    f"{min(folders)} {args.format} = {ratio:.2f} (goal <= 1.3)",
                     flush=True,
                 )
     finally:
