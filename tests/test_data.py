@@ -260,6 +260,23 @@ def test_a_file_removed_during_training_is_a_clear_error(
         )
 
 
+def test_only_failures_to_read_files_become_that_error():
+    reading = (
+        "Error in user-defined function passed to ParallelMapDatasetV2:23 transformation "
+        "with iterator: Iterator::Root::ParallelMapV2: /data/a.png; No such file or "
+        "directory\n\t [[{{node ReadFile}}]]\n\t [[IteratorGetNext]]"
+    )
+    with pytest.raises(DataError, match=r"\(/data/a.png; No such file or directory\)"):
+        with streams.read_failures_are_clear_errors():
+            raise tf.errors.NotFoundError(None, None, reading)
+    # A model's own error in the training step (its function's name has "iterator" in
+    # it) is not a data file's.
+    model = "Matrix size-incompatible\n\t [[{{node MatMul}}]] [Op:__inference_multi_step_on_iterator_1]"
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        with streams.read_failures_are_clear_errors():
+            raise tf.errors.InvalidArgumentError(None, None, model)
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

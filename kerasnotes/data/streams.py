@@ -139,14 +139,20 @@ def report_skipped(skipped, *, unit: str, listed_in: str) -> None:
         )
 
 
+# The ops that read and decode data files: a failure in one of them, inside an input
+# pipeline, is a file that changed or disappeared after it was checked.
+_READING_OPS = re.compile(r"\{\{node (ReadFile|Decode\w*|PyFunc\w*|EagerPyFunc\w*)\}\}")
+
+
 @contextlib.contextmanager
 def read_failures_are_clear_errors():
-    """Turn a TensorFlow error raised inside an input pipeline (a data file changed or
-    removed after it was checked) into one `DataError` that says so."""
+    """Turn a TensorFlow error raised by an input pipeline's file reading or decoding (a
+    data file changed or removed after it was checked) into one `DataError` that says
+    so; any other error goes on as it is."""
     try:
         yield
     except tf.errors.OpError as e:
-        if "iterator" not in e.message.lower():
+        if "transformation with iterator" not in e.message or not _READING_OPS.search(e.message):
             raise
         found = re.search(r"with iterator: \S+: ([^\n]*)", e.message)
         detail = one_line(found.group(1) if found else e.message.splitlines()[0], limit=200)
