@@ -166,15 +166,12 @@ class Captioning(ImageTask):
             epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
 
             def one_epoch(e):
+                def caption_of_epoch(image, ids_and_start):
+                    ids, start = ids_and_start
+                    return image, tf.gather(ids, (start + e) % tf.shape(ids, tf.int64)[0])
+
                 return tf.data.Dataset.zip(images, captions).map(
-                    lambda image, ids_and_start: (
-                        image,
-                        tf.gather(
-                            ids_and_start[0],
-                            (ids_and_start[1] + e) % tf.shape(ids_and_start[0], tf.int64)[0],
-                        ),
-                    ),
-                    num_parallel_calls=tf.data.AUTOTUNE,
+                    caption_of_epoch, num_parallel_calls=tf.data.AUTOTUNE
                 )
 
             ds = tf.data.Dataset.from_tensors(0).map(lambda _: epoch.assign_add(1))
