@@ -364,6 +364,9 @@ def test_coco_json_trains_and_evaluates_with_all_references(tmp_path):
     total = len(json.loads(path.read_text())["annotations"])
     held_out = sum(len(c) for _, c in data.validation.concatenate(data.test))
     assert len(data.train_captions()) == total - held_out
+    # Known from the JSON file, as the training split gives them (no image read).
+    from_split = [c.decode() for _, captions in data.train.as_numpy_iterator() for c in captions]
+    assert data.train_captions() == from_split
     proc = run_cli(
         "train",
         "captioner",

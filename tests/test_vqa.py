@@ -622,6 +622,12 @@ def test_vqa_v2_directory_trains_and_evaluates_with_ten_answers(tmp_path):
     assert sum(data.num_examples.values()) == 36
     _, question, answers, kind = next(iter(data.train))
     assert answers.shape == (10,) and kind.numpy().decode() in ("other", "yes/no", "number")
+    # Known from the JSON files, as the training split gives them (no image read).
+    rows = list(data.train.as_numpy_iterator())
+    assert data.train_text() == (
+        [q.decode() for _, q, _, _ in rows],
+        [[a.decode() for a in human] for _, _, human, _ in rows],
+    )
     proc = run_cli(
         "train",
         "vqa",

@@ -43,12 +43,16 @@ class CaptionData:
     skipped: list[str] = dataclasses.field(default_factory=list)
     # Drawn outside the training ranges (the embedded generators only; `scenes`).
     shifted: tf.data.Dataset | None = None
+    # The training captions, where the loader has them without reading the images.
+    known_train_captions: list[str] | None = None
     # Set by the captioning task from the training captions.
     vocabulary: list[str] = dataclasses.field(default_factory=list)
     max_length: int = 0
 
     def train_captions(self) -> list[str]:
         """Every training caption (for the vocabulary and the caption length)."""
+        if self.known_train_captions is not None:
+            return self.known_train_captions
         captions = self.train.map(lambda image, captions: captions)
         return [c.decode("utf-8") for batch in captions.as_numpy_iterator() for c in batch]
 
@@ -246,10 +250,12 @@ def _from_coco_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Ca
     references = [captions[image_id] for image_id, _ in entries]
     most = max(len(r) for r in references)
     padded = np.array([r + [""] * (most - len(r)) for r in references], dtype=object)
+    files = [image_path(root, file_name) for _, file_name in entries]
+    parts = held_out_split(len(entries), f"Caption file {path!r}")
     splits = file_splits(
-        [image_path(root, file_name) for _, file_name in entries],
+        files,
         (padded,),
-        held_out_split(len(entries), f"Caption file {path!r}"),
+        parts,
         image_file_decoder(size),
         example_bytes=size[0] * size[1] * 3,
         settings={"size": list(size)},
@@ -263,10 +269,15 @@ def _from_coco_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Ca
     def without_padding(ds):
         return ds.map(lambda image, captions: (image, tf.boolean_mask(captions, captions != "")))
 
+    skipped = set(splits.skipped)
+
     return CaptionData(
         **{name: without_padding(ds) for name, ds in splits.datasets.items()},
         image_shape=(*size, 3),
         num_examples=splits.counts,
         source=f"coco-json:{os.path.abspath(path)}",
         skipped=splits.skipped,
+        known_train_captions=[
+            caption for i in parts["train"] if files[i] not in skipped for caption in references[i]
+        ],
     )

@@ -60,6 +60,9 @@ class VqaData:
     questions_per_image: int = 1
     # Attribute -> class names of the scenes' objects; empty when there are no scenes.
     scene_attributes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # The training questions and answers, where the loader has them without reading the
+    # images (as `train_text` gives them).
+    known_train_text: tuple[list[str], list[list[str]]] | None = None
     # Set by the VQA task from the training questions and answers.
     vocabulary: list[str] = dataclasses.field(default_factory=list)
     answers: list[str] = dataclasses.field(default_factory=list)
@@ -68,6 +71,8 @@ class VqaData:
 
     def train_text(self) -> tuple[list[str], list[list[str]]]:
         """Every training question and its answers (for the vocabularies)."""
+        if self.known_train_text is not None:
+            return self.known_train_text
         questions, answers = [], []
         for _, question, human, *_ in self.train.as_numpy_iterator():
             questions.append(question.decode("utf-8"))
@@ -396,6 +401,11 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Vqa
         return image, question, tf.boolean_mask(answers, answers != ""), kind
 
     images = {name: ds.map(without_padding) for name, ds in splits.datasets.items()}
+    trained = [rows[i] for i in parts["train"] if files[image_ids[i]] not in skipped]
+    train_text = (
+        [question for image in trained for question, _, _ in image],
+        [[a for a in human if a] for image in trained for _, human, _ in image],
+    )
     return VqaData(
         **{
             name: ds.map(unpadded_answers)
@@ -406,4 +416,5 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Vqa
         source=f"vqa-json:{os.path.abspath(path)}",
         skipped=splits.skipped,
         questions_per_image=max(1, round(len(examples) / len(image_ids))),
+        known_train_text=train_text,
     )
