@@ -2,9 +2,11 @@
 time-major equivalence, training, exports, predict and neighbours."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -249,6 +251,47 @@ def test_a_conll_line_with_other_columns_is_a_bad_record(tmp_path):
         text_data.load(path, "tagging")
     data = text_data.load(path, "tagging", skip_bad_records=True)
     assert sum(data.num_examples.values()) == 20
+
+
+def test_a_table_is_read_as_a_stream_into_a_cache_the_next_run_reuses(tmp_path):
+    path = tmp_path / "big.csv"
+    _write(path, "text,label\n" + _rows(50_000))
+    tracemalloc.start()
+    try:
+        data = text_data.load(str(path), "classification")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The records stay in files: a loader holding them in Python lists took 23 MB.
+    assert peak < 10 * 2**20, f"{peak / 2**20:.1f} MB of Python objects"
+    assert data.num_examples == {"train": 40_000, "validation": 5_000, "test": 5_000}
+    assert data.train.cardinality() == 40_000
+    first = sorted(data.test.as_numpy_iterator())
+    # The same size and modification time: the cache answers, nothing is read again.
+    stat = path.stat()
+    path.write_bytes(b"x" * stat.st_size)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sorted(text_data.load(str(path), "classification").test.as_numpy_iterator()) == first
+    # A changed file is read again.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match="has no column 'text'"):
+        text_data.load(str(path), "classification")
+
+
+def test_a_conll_folder_is_cached_with_its_tags_and_bad_records(tmp_path):
+    # The cache keeps what the first read found: the bad record is named again
+    # without reading, and skipped when asked.
+    _write(tmp_path / "train.conll", CONLL * 8)
+    _write(tmp_path / "dev.conll", CONLL + "New NNP B-NP B-LOC\n\n")
+    _write(tmp_path / "test.conll", CONLL)
+    for _ in range(2):
+        with pytest.raises(DataError, match=r"dev.conll' line 10: it has 'B-LOC', never seen"):
+            text_data.load(str(tmp_path), "tagging")
+    data = text_data.load(str(tmp_path), "tagging", skip_bad_records=True)
+    assert data.num_examples == {"train": 16, "validation": 2, "test": 2}
+    text, tags = next(iter(data.validation))
+    assert text.numpy().decode() == "EU rejects German"
+    assert [data.class_names[t] for t in tags.numpy()] == ["B-ORG", "O", "B-MISC"]
 
 
 @pytest.mark.parametrize(

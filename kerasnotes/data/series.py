@@ -24,6 +24,7 @@ training does.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -144,7 +145,9 @@ def read_columns(path: str, skip_bad_records: bool = False) -> list[tuple[str, n
     from kerasnotes.data.text import csv_reader
 
     text = read_text(path, "CSV file")
-    rows = csv_reader(text, "\t" if path.lower().endswith(".tsv") else ",")
+    rows = csv_reader(
+        io.StringIO(text, newline=""), "\t" if path.lower().endswith(".tsv") else ",", len(text)
+    )
     rows = [row for row in rows if row]
     header = rows[0] if rows and not all(_is_number(cell) for cell in rows[0]) else None
     body = rows[1:] if header else rows

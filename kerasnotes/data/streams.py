@@ -265,59 +265,79 @@ def file_splits(
             for name, ds in splits.items()
         }
 
-    folder = None
+    def checked(filling):
+        """The pass over `filling`: the files kept per split, their counts and the
+        files skipped."""
+        good = _fill(filling, total, unit)
+        kept = {name: [i for i in v.tolist() if i in good] for name, v in parts.items()}
+        bad = sorted(i for indices in parts.values() for i in indices.tolist() if i not in good)
+        return kept, {name: len(v) for name, v in kept.items()}, [files[i] for i in bad]
+
     if mode == "disk":
-        home = os.path.join(cache_directory(), hashlib.sha256(source.encode()).hexdigest()[:16])
+
+        def fill(folder):
+            _, counts, skipped = checked(
+                {name: decoded(parts[name], os.path.join(folder, name)) for name in parts}
+            )
+            return {"counts": counts, "skipped": skipped}
+
         key = files_key(
             files, {"settings": settings, "parts": [p.tolist() for p in parts.values()]}
         )
-        folder = os.path.join(home, key)
-        final = {name: os.path.join(folder, name) for name in parts}
-        cached = _read_manifest(folder)
-        if cached is not None:  # Filled by an earlier run on the same files.
-            _check_skipped(cached["skipped"], decode, skip_bad_records, unit, listed_in)
-            splits = {name: decoded(parts[name], final[name]) for name in parts}
-            counts = cached["counts"]
-            return FileSplits(without_index(splits, counts), counts, cached["skipped"])
-        _remove_caches(home, keep=key)
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"tmp-{os.getpid()}"
-        filling = {name: decoded(parts[name], f"{final[name]}.{tmp}") for name in parts}
-    elif mode == "memory":  # Filled by the pass below, read by every epoch after it.
-        filling = {name: decoded(indices, "") for name, indices in parts.items()}
-    else:  # The pass below only checks; training decodes the good files every epoch.
-        filling = {name: decoded(indices).ignore_errors() for name, indices in parts.items()}
-
-    try:
-        good = _fill(filling, total, unit)
-        bad = sorted(i for indices in parts.values() for i in indices.tolist() if i not in good)
-        skipped = [files[i] for i in bad]
-        _check_skipped(skipped, decode, skip_bad_records, unit, listed_in)
-        kept = {name: [i for i in v.tolist() if i in good] for name, v in parts.items()}
-        counts = {name: len(indices) for name, indices in kept.items()}
-        empty = [name for name, count in counts.items() if count == 0]
-        if empty:
-            raise DataError(
-                f"The {empty[0]} split of {listed_in} has no readable {unit}s left (every "
-                f"one of its {len(parts[empty[0]])} was skipped): add {unit}s or fix the "
-                "unreadable ones."
-            )
-    except BaseException:
-        if folder is not None:  # No half-written cache is left behind.
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if mode == "memory":
-        return FileSplits(without_index(filling, counts), counts, skipped)
-    if mode == "none":
+        folder, manifest = prepared(source, key, fill)
+        counts, skipped = manifest["counts"], manifest["skipped"]
+        splits = {name: decoded(parts[name], os.path.join(folder, name)) for name in parts}
+    elif mode == "memory":  # Filled by the pass, read by every epoch after it.
+        splits = {name: decoded(indices, "") for name, indices in parts.items()}
+        _, counts, skipped = checked(splits)
+    else:  # The pass only checks; training decodes the good files every epoch.
+        kept, counts, skipped = checked(
+            {name: decoded(indices).ignore_errors() for name, indices in parts.items()}
+        )
         splits = {name: decoded(np.array(kept[name], np.int64)) for name in parts}
-        return FileSplits(without_index(splits, counts), counts, skipped)
-    for name in parts:  # Each split's finished cache files under its final name.
-        for file in os.listdir(folder):
-            if file.startswith(f"{name}.{tmp}."):
-                os.replace(os.path.join(folder, file), final[name] + file[len(f"{name}.{tmp}") :])
-    write_json(os.path.join(folder, MANIFEST), {"counts": counts, "skipped": skipped})
-    splits = {name: decoded(parts[name], final[name]) for name in parts}
+    _check_skipped(skipped, decode, skip_bad_records, unit, listed_in)
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        raise DataError(
+            f"The {empty[0]} split of {listed_in} has no readable {unit}s left (every one "
+            f"of its {len(parts[empty[0]])} was skipped): add {unit}s or fix the unreadable "
+            "ones."
+        )
     return FileSplits(without_index(splits, counts), counts, skipped)
+
+
+def prepared(source: str, key: str, prepare: Callable[[str], dict]) -> tuple[str, dict]:
+    """The folder of `source`'s disk cache for `key` (see `files_key`) and its
+    manifest (JSON values), prepared by an earlier run or now.
+
+    `prepare(folder)` writes the cache's files into the (new, empty) `folder` it is
+    given and returns the manifest. It works in a temporary folder that becomes the
+    cache only once complete, so an interrupted or failed preparation leaves nothing
+    behind; the source's caches for other keys (its files have changed) are removed.
+    """
+    home = os.path.join(cache_directory(), hashlib.sha256(source.encode()).hexdigest()[:16])
+    folder = os.path.join(home, key)
+    manifest = _read_manifest(folder)
+    if manifest is not None:
+        return folder, manifest
+    _remove_caches(home, keep=key)
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        manifest = prepare(tmp)
+        write_json(os.path.join(tmp, MANIFEST), manifest)
+        shutil.rmtree(folder, ignore_errors=True)  # A cache left without its manifest.
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # Another run finished the same cache first: use its.
+            if _read_manifest(folder) is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder, manifest
 
 
 def _read_manifest(folder: str):
@@ -353,9 +373,10 @@ def _fill(splits: dict[str, tf.data.Dataset], total: int, unit: str) -> set[int]
 
 
 def _remove_caches(folder: str, keep: str) -> None:
-    """Remove a source's caches of other file lists (a file changed since)."""
+    """Remove a source's caches of other file lists (a file changed since), but not
+    one being prepared for `keep` by another run."""
     if not os.path.isdir(folder):
         return
     for name in os.listdir(folder):
-        if name != keep:
+        if name.partition(".")[0] != keep:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)

@@ -22,9 +22,11 @@ line, or are skipped and counted with `skip_bad_records`.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import csv
 import dataclasses
-import io
+import itertools
 import json
 import os
 import re
@@ -34,8 +36,9 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from kerasnotes.data import streams
 from kerasnotes.data.downloads import split_sizes, tfds_builder, tfds_parts, tfds_source
-from kerasnotes.data.images import held_out_split, read_bytes
+from kerasnotes.data.images import held_out_split
 from kerasnotes.errors import DataError
 
 EMBEDDED = {
@@ -87,7 +90,12 @@ def load(
             if kind == "classification"
             else _conll_reader(tag_column)
         )
-        return _from_files(dataset, kind, reader, skip_bad_records)
+        settings = (
+            {"text_column": text_column, "label_column": label_column}
+            if kind == "classification"
+            else {"tag_column": tag_column}
+        )
+        return _from_files(dataset, kind, reader, skip_bad_records, settings)
     if os.sep in dataset or dataset.startswith((".", "~")):
         raise DataError(f"Dataset path {dataset!r} does not exist; expected {_valid(kind)}.")
     builder = tfds_builder(dataset, data_dir, valid=_valid(kind), local=local_formats(kind))
@@ -186,15 +194,25 @@ class BadRecord(NamedTuple):
     reason: str
 
 
-def _decode(raw: bytes) -> str:
-    """The text of a file, with bytes that are not UTF-8 kept as surrogates, so that the
-    record holding them can be named (see `_not_utf8`)."""
-    return raw.decode("utf-8-sig", errors="surrogateescape")
+@contextlib.contextmanager
+def open_text(path: str, what: str = "text file"):
+    """`path` opened as text, read as a stream: bytes that are not UTF-8 are kept as
+    surrogates, so that the record holding them can be named (see `_not_utf8`); a
+    `DataError` naming the file if it cannot be read."""
+    try:
+        f = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as e:
+        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+    with f:
+        yield f
+
+
+_SURROGATES = re.compile("[\udc80-\udcff]")  # What `open_text` makes of bytes not UTF-8.
 
 
 def _not_utf8(value: str) -> bool:
-    """Whether `value` (from `_decode`) holds bytes that were not UTF-8."""
-    return any("\udc80" <= c <= "\udcff" for c in value)
+    """Whether `value` (from `open_text`) holds bytes that were not UTF-8."""
+    return _SURROGATES.search(value) is not None
 
 
 NOT_UTF8 = "holds bytes that are not UTF-8"
@@ -203,17 +221,17 @@ NOT_UTF8 = "holds bytes that are not UTF-8"
 def _table_reader(text_column: str, label_column: str):
     """Reads `(line, text, label)` records of a CSV, TSV or JSON Lines file."""
 
-    def read(path: str, text: str):
+    def read(path: str, lines):
         extension = os.path.splitext(path)[1].lower()
         if extension == ".jsonl":
-            yield from _jsonl_records(text, text_column, label_column)
+            yield from _jsonl_records(lines, text_column, label_column)
             return
         if extension not in (".csv", ".tsv"):
             raise DataError(
                 f"Text file {path!r} is not a table: expected a {', '.join(TABLE_EXTENSIONS)} "
                 "file with a text and a label column."
             )
-        reader = csv_reader(text, "\t" if extension == ".tsv" else ",")
+        reader = csv_reader(lines, "\t" if extension == ".tsv" else ",", os.path.getsize(path))
         header = next(reader, None)
         if not header:
             raise DataError(f"Text file {path!r} is empty: expected a header row first.")
@@ -237,15 +255,16 @@ def _table_reader(text_column: str, label_column: str):
     return read
 
 
-def csv_reader(text: str, delimiter: str):
-    """`csv.reader` over `text`, a field as long as the text allowed (Python's default
-    limit, 131,072 characters, would refuse a long review)."""
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+def csv_reader(lines, delimiter: str, size: int):
+    """`csv.reader` over `lines` (a text file opened with `newline=""`) of `size`
+    characters at most, a field as long as that allowed (Python's default limit,
+    131,072 characters, would refuse a long review)."""
+    csv.field_size_limit(max(csv.field_size_limit(), size + 1))
+    return csv.reader(lines, delimiter=delimiter)
 
 
-def _jsonl_records(text: str, text_column: str, label_column: str):
-    for line, raw in enumerate(text.splitlines(), start=1):
+def _jsonl_records(lines, text_column: str, label_column: str):
+    for line, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         if _not_utf8(raw):
@@ -289,7 +308,7 @@ def _record(line: int, text: str, label: str):
         return BadRecord(line, "has an empty text")
     if not label.strip():
         return BadRecord(line, "has an empty label")
-    return line, text.strip(), label.strip()
+    return line, text.strip(), [label.strip()]
 
 
 def _conll_reader(tag_column):
@@ -301,9 +320,9 @@ def _conll_reader(tag_column):
             "a column after the token (column 0), or -1 for the last."
         )
 
-    def read(path: str, text: str):
+    def read(path: str, lines):
         tokens, tags, start, problem, width = [], [], 0, None, None
-        for line, raw in enumerate([*text.splitlines(), ""], start=1):
+        for line, raw in enumerate(itertools.chain(lines, [""]), start=1):
             fields = raw.split()
             if fields and fields[0] == "-DOCSTART-":
                 continue
@@ -357,7 +376,18 @@ def _split_files(path: str) -> dict[str, str] | None:
     return found if "train" in found else None
 
 
-def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextData:
+# Prepared records: (text, label ids) as TFRecords, one file per split.
+RECORDS_FORMAT = 1
+_FEATURES = {
+    "text": tf.io.FixedLenFeature([], tf.string),
+    "labels": tf.io.VarLenFeature(tf.int64),
+}
+
+
+def _from_files(path: str, kind: str, reader, skip_bad_records: bool, settings) -> TextData:
+    """The records of the file (or folder of split files) `path`, streamed: read once
+    into a disk cache of TFRecords (see `kerasnotes.data.streams.prepared`) that the
+    splits read, and that the next run on the same files reuses."""
     if os.path.isdir(path):
         files = _split_files(path)
         if files is None:
@@ -367,76 +397,126 @@ def _from_files(path: str, kind: str, reader, skip_bad_records: bool) -> TextDat
             )
     else:
         files = {"all": path}
-    records, skipped = {}, []
-    for split, file in files.items():
-        records[split] = []
-        for record in reader(file, _decode(read_bytes(file, "text file"))):
-            if isinstance(record, BadRecord):
-                skipped.append((file, record))
-            else:
-                records[split].append(record)
-    if "all" in records:
-        rows = records.pop("all")
-        parts = held_out_split(len(rows), f"Text file {path!r}", unit="records")
-        records = {split: [rows[i] for i in sorted(parts[split])] for split in parts}
-    if not records.get("train"):
+    settings = {"kind": kind, "format": RECORDS_FORMAT, **settings}
+    folder, manifest = streams.prepared(
+        f"files:{os.path.abspath(path)}",
+        streams.files_key(list(files.values()), settings),
+        lambda folder: _prepare(path, files, reader, folder),
+    )
+    counts, class_names = manifest["counts"], manifest["class_names"]
+    if not counts["train"]:
         raise DataError(f"Dataset {path!r} has no usable training records.")
-    if kind == "classification":
-        class_names = sorted({label for _, _, label in records["train"]})
-        if len(class_names) < 2:
-            raise DataError(
-                f"Dataset {path!r} has {len(class_names)} label in training; a classifier "
-                "needs at least 2."
-            )
-    else:
-        class_names = sorted({tag for _, _, tags in records["train"] for tag in tags})
-    known = set(class_names)
-    for split in ("validation", "test"):
-        kept = []
-        for line, text, labels in records.get(split, []):
-            unknown = [
-                t for t in ([labels] if kind == "classification" else labels) if t not in known
-            ]
-            if unknown:
-                file = files.get(split, path)
-                skipped.append(
-                    (file, BadRecord(line, f"has {unknown[0]!r}, never seen in training"))
-                )
-            else:
-                kept.append((line, text, labels))
-        records[split] = kept
-    if skipped:
-        file, first = skipped[0]
-        where = f"{file!r} line {first.line}: it {first.reason}"
+    if kind == "classification" and len(class_names) < 2:
+        raise DataError(
+            f"Dataset {path!r} has {len(class_names)} label in training; a classifier "
+            "needs at least 2."
+        )
+    if manifest["bad"]:
+        file, line, reason = manifest["first_bad"]
+        where = f"{file!r} line {line}: it {reason}"
         if not skip_bad_records:
-            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+            more = f" (and {manifest['bad'] - 1} more)" if manifest["bad"] > 1 else ""
             raise DataError(
                 f"Bad record in {where}{more}. Fix it, or pass --set skip_bad_records=true "
                 "to skip bad records."
             )
-        print(f"Skipped {len(skipped)} bad record(s), e.g. {where}.", file=sys.stderr)
+        print(f"Skipped {manifest['bad']} bad record(s), e.g. {where}.", file=sys.stderr)
     for split in ("validation", "test"):
-        if not records.get(split):
+        if not counts[split]:
             raise DataError(f"Dataset {path!r} has no usable {split} records.")
-    index = {name: i for i, name in enumerate(class_names)}
 
-    def part(rows):
-        texts = [text for _, text, _ in rows]
+    def parse(record):
+        example = tf.io.parse_single_example(record, _FEATURES)
+        labels = tf.sparse.to_dense(example["labels"])
         if kind == "classification":
-            labels = np.array([index[label] for _, _, label in rows], np.int64)
-            return tf.data.Dataset.from_tensor_slices((texts, labels))
-        tags = tf.ragged.constant([[index[t] for t in tags] for _, _, tags in rows], tf.int32)
-        # The rows of a ragged tensor come out as ragged specs, which `padded_batch`
-        # refuses; each row is a plain vector, and `map` says so.
-        return tf.data.Dataset.from_tensor_slices((texts, tags)).map(
-            lambda text, row: (text, tf.identity(row))
-        )
+            return example["text"], labels[0]
+        return example["text"], tf.cast(labels, tf.int32)
+
+    def split(name):
+        ds = tf.data.TFRecordDataset(os.path.join(folder, f"{name}.tfrecord"))
+        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.apply(tf.data.experimental.assert_cardinality(counts[name]))
 
     return TextData(
-        train=part(records["train"]),
-        validation=part(records["validation"]),
-        test=part(records["test"]),
+        **{name: split(name) for name in ("train", "validation", "test")},
         class_names=class_names,
-        num_examples={split: len(records[split]) for split in ("train", "validation", "test")},
+        num_examples=counts,
         source=f"files:{os.path.abspath(path)}",
     )
+
+
+def _prepare(path: str, files: dict[str, str], reader, folder: str) -> dict:
+    """Read the records of `files` (`{split: file}`, or `{"all": file}` to split
+    80/10/10) twice, as streams: the first pass finds the bad records and the labels
+    each record uses, the second writes the good ones to `folder/SPLIT.tfrecord`
+    (labels as ids among the training labels). Returns the manifest: the splits'
+    counts, the training labels, and how many records were bad and the first one."""
+    names = ("train", "validation", "test")
+    label_sets: dict[frozenset, int] = {}  # The labels a record uses, interned.
+    sets, codes = array.array("q"), array.array("b")  # Per good record.
+    num_bad, first_bad = 0, []
+    for split, file in files.items():
+        with open_text(file) as f:
+            for record in reader(file, f):
+                if isinstance(record, BadRecord):
+                    num_bad += 1
+                    first_bad = first_bad or [(file, record.line, record.reason)]
+                    continue
+                labels = frozenset(record[2])
+                sets.append(label_sets.setdefault(labels, len(label_sets)))
+                codes.append(names.index(split) if split in names else -1)
+    codes = np.array(codes, np.int8)
+    if "all" in files:
+        parts = held_out_split(len(codes), f"Text file {path!r}", unit="records")
+        for code, name in enumerate(names):
+            codes[parts[name]] = code
+    sets = np.array(sets, np.int64)
+    in_train = set(sets[codes == 0].tolist())
+    known = frozenset().union(*(s for s, i in label_sets.items() if i in in_train))
+    unseen = np.array([not s <= known for s in label_sets], bool)[sets] & (codes > 0)
+    class_names = sorted(known)
+    index = {name: i for i, name in enumerate(class_names)}
+    counts = {name: int(((codes == code) & ~unseen).sum()) for code, name in enumerate(names)}
+    first_unseen = {}  # By split: the first record with a label never seen in training.
+    writers = {
+        name: tf.io.TFRecordWriter(os.path.join(folder, f"{name}.tfrecord")) for name in names
+    }
+    with contextlib.ExitStack() as stack:
+        for writer in writers.values():
+            stack.enter_context(writer)
+        position = 0
+        for file in files.values():
+            with open_text(file) as f:
+                for record in reader(file, f):
+                    if isinstance(record, BadRecord):
+                        continue
+                    line, text, labels = record
+                    name = names[codes[position]]
+                    if unseen[position]:
+                        label = next(label for label in labels if label not in known)
+                        first_unseen.setdefault(
+                            name, (file, line, f"has {label!r}, never seen in training")
+                        )
+                    else:
+                        writers[name].write(_example(text, [index[t] for t in labels]))
+                    position += 1
+    firsts = first_bad + [first_unseen[name] for name in names if name in first_unseen]
+    return {
+        "counts": counts,
+        "class_names": class_names,
+        "bad": num_bad + int(unseen.sum()),
+        "first_bad": firsts[0] if firsts else None,
+    }
+
+
+def _example(text: str, ids: list[int]) -> bytes:
+    """A serialized `tf.train.Example` of a record (see `_FEATURES`)."""
+    feature = tf.train.Feature
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "text": feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
+                "labels": feature(int64_list=tf.train.Int64List(value=ids)),
+            }
+        )
+    ).SerializeToString()
