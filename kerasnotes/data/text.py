@@ -13,7 +13,10 @@ spaces, and `tags` holds one tag id per token. Sources, by `dataset`:
   with `text_column` and `label_column`; for tagging, the CoNLL column format (one token
   per line, its tag in column `tag_column`, blank lines between sentences,
   `-DOCSTART-` lines skipped). One file is split 80/10/10 by a fixed permutation; a
-  directory holding `train`, `valid`/`dev` and `test` files keeps that split.
+  directory holding `train`, `valid`/`dev` and `test` files keeps that split. Files
+  are read line by line, never whole, into a disk cache of TFRecords that the splits
+  stream from and the next run on the same files reuses (see
+  `kerasnotes.data.streams.prepared`).
 
 Bad records (empty text, a line with the wrong number of columns, bytes that are not
 UTF-8, a held-out label never seen in training) are an error that names the file and
