@@ -7,6 +7,10 @@ Generates datasets of each `--sizes` count in one `--format`:
   `kerasnotes train cnn --dataset FOLDER --set image_size=224 --epochs 1 --no-export`;
 - `sounds`: class folders of one-second 16 kHz WAVs (four pitch bands), `wavenet`;
 - `coco`: a COCO caption JSON with its JPEG scenes (256x256), `captioner`;
+- `vqa`: a VQA v2 directory, JPEG scenes (256x256) with five questions each, `vqa`;
+- `clips`: class folders of 16-frame 64x64 GIFs (four motions), `video`;
+- `csv`: a CSV of reviews (text, label; four labels), `rnn` (no `cache` setting: its
+  records are always streamed into a disk cache);
 
 then for each `--cache` setting runs the command (with `--set time_limit=60`) in a
 child process and reads its peak resident set size (`os.wait4`'s `ru_maxrss`), its
@@ -109,11 +113,96 @@ def make_coco(root: str, count: int) -> str:
     return path
 
 
+def make_vqa(root: str, count: int) -> str:
+    """`root/vqa/<count>/`: a VQA v2 directory of `count` COCO-named JPEG scenes
+    (256x256) with five questions each, ten answers per question."""
+    from PIL import Image
+
+    from kerasnotes.data import scenes
+
+    folder = os.path.join(root, "vqa", str(count))
+    if not os.path.exists(os.path.join(folder, ".done")):
+        rng = np.random.default_rng(count)
+        os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+        questions, annotations = [], []
+        for image_id in range(1, count + 1):
+            objects = [scenes.random_object(rng, SIDE) for _ in range(rng.integers(1, 4))]
+            name = f"COCO_train2014_{image_id:012d}.jpg"
+            image = scenes.render(rng, objects, SIDE)
+            Image.fromarray(image).save(os.path.join(folder, "images", name), quality=90)
+            shapes = [o.shape for o in objects]
+            asked = [
+                ("What shape is the first object?", shapes[0], "other"),
+                ("How many objects are there?", str(len(objects)), "number"),
+                ("Is there a circle?", "yes" if "circle" in shapes else "no", "yes/no"),
+                ("Is there a square?", "yes" if "square" in shapes else "no", "yes/no"),
+                ("What shape is the last object?", shapes[-1], "other"),
+            ]
+            for n, (text, answer, kind) in enumerate(asked):
+                qid = image_id * 10 + n
+                questions.append({"image_id": image_id, "question": text, "question_id": qid})
+                answers = [{"answer": answer, "answer_id": k + 1} for k in range(10)]
+                annotations.append(
+                    {"image_id": image_id, "question_id": qid, "answer_type": kind,
+                     "answers": answers}
+                )  # fmt: skip
+        with open(os.path.join(folder, "v2_OpenEnded_mscoco_train2014_questions.json"), "w") as f:
+            json.dump({"data_subtype": "train2014", "questions": questions}, f)
+        with open(os.path.join(folder, "v2_mscoco_train2014_annotations.json"), "w") as f:
+            json.dump({"annotations": annotations}, f)
+        open(os.path.join(folder, ".done"), "w").close()
+    return folder
+
+
+def make_clips(root: str, count: int) -> str:
+    """`root/clips/<count>/<motion>/<i>.gif`: 16-frame 64x64 moving-shape GIFs in four
+    motions."""
+    from kerasnotes.data import moving_shapes
+    from kerasnotes.tasks.video_classification import encode_gif
+
+    folder = os.path.join(root, "clips", str(count))
+    if not os.path.exists(os.path.join(folder, ".done")):
+        rng = np.random.default_rng(count)
+        motions = ("left", "right", "up", "down")
+        for i in range(count):
+            motion = motions[i % len(motions)]
+            os.makedirs(os.path.join(folder, motion), exist_ok=True)
+            objects = moving_shapes.clip_objects(rng, motion, 64, 16)
+            clip = moving_shapes.render_clip(rng, objects, 64)
+            with open(os.path.join(folder, motion, f"{i}.gif"), "wb") as f:
+                f.write(encode_gif(clip))
+        open(os.path.join(folder, ".done"), "w").close()
+    return folder
+
+
+def make_csv(root: str, count: int) -> str:
+    """`root/csv/<count>.csv`: `count` reviews (text,label) of 6 to 30 words, four
+    labels, each told by the words it uses."""
+    path = os.path.join(root, "csv", f"{count}.csv")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        rng = np.random.default_rng(count)
+        common = [f"word{i}" for i in range(2000)]
+        marks = {label: [f"{label}{i}" for i in range(50)] for label in CLASSES}
+        with open(f"{path}.tmp", "w") as f:
+            f.write("text,label\n")
+            for i in range(count):
+                label = CLASSES[i % len(CLASSES)]
+                words = list(rng.choice(common, rng.integers(5, 30)))
+                words.insert(rng.integers(0, len(words)), rng.choice(marks[label]))
+                f.write(f"{' '.join(words)},{label}\n")
+        os.replace(f"{path}.tmp", path)
+    return path
+
+
 # Format -> (what makes its data, the model trained on it, its settings).
 FORMATS = {
     "images": (make_images, "cnn", ["image_size=224"]),
     "sounds": (make_sounds, "wavenet", []),
     "coco": (make_coco, "captioner", []),
+    "vqa": (make_vqa, "vqa", []),
+    "clips": (make_clips, "video", []),
+    "csv": (make_csv, "rnn", []),  # Its loader has no cache setting.
 }
 
 
@@ -163,7 +252,8 @@ def main() -> None:
 
     make = FORMATS[args.format][0]
     folders = {count: make(args.root, count) for count in args.sizes}
-    contenders = [("this tree", REPOSITORY, args.cache)]
+    caches = [None] if args.format == "csv" else args.cache
+    contenders = [("this tree", REPOSITORY, caches)]
     worktree = None
     if args.compare_commit:
         worktree = tempfile.mkdtemp(prefix="data-memory-worktree-")
@@ -195,7 +285,9 @@ def main() -> None:
                     print(
                         json.dumps({"code": name, "cache": cache, "files": count, **rows[count]})
                     )
-                if cache == "disk":  # The second run on the largest folder: no decoding.
+                if (
+                    cache == "disk" or args.format == "csv"
+                ):  # The second run on the largest folder: no decoding.
                     again = measure(
                         args.format, folders[max(folders)], cache, path, cache_dir, args.time_limit
                     )
