@@ -154,15 +154,22 @@ def read_bytes(path: str, what: str) -> bytes:
         raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
 
 
-def decode_utf8(raw: bytes) -> str:
-    """`raw` as UTF-8 text (a byte-order mark dropped); a `ValueError` naming its first
-    bad byte and that byte's offset if it is not UTF-8."""
+def decode_utf8(raw: bytes, offset: int = 0) -> str:
+    """`raw` as UTF-8 text (a byte-order mark dropped at the start of a file); a
+    `ValueError` naming its first bad byte and that byte's offset (`raw` starting at
+    byte `offset` of its file) if it is not UTF-8."""
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8" if offset else "utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(
-            f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte offset {e.start}"
+            f"not UTF-8: invalid byte 0x{raw[e.start]:02x} at byte offset {offset + e.start}"
         ) from None
+
+
+def _not_utf8_error(path: str, what: str, error: ValueError) -> DataError:
+    return DataError(
+        f"{what.capitalize()} {path!r} is {error}. Convert it to UTF-8 (for example with iconv)."
+    )
 
 
 def read_text(path: str, what: str = "text file") -> str:
@@ -171,9 +178,24 @@ def read_text(path: str, what: str = "text file") -> str:
     try:
         return decode_utf8(read_bytes(path, what))
     except ValueError as e:
-        raise DataError(
-            f"{what.capitalize()} {path!r} is {e}. Convert it to UTF-8 (for example with iconv)."
-        ) from None
+        raise _not_utf8_error(path, what, e) from None
+
+
+def utf8_lines(path: str, what: str = "text file"):
+    """The lines of the UTF-8 file `path` (with their line endings), read as a stream;
+    errors as `read_text` gives them, a bad byte's once its line is reached."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+    with f:
+        offset = 0
+        for raw in f:
+            try:
+                yield decode_utf8(raw, offset)
+            except ValueError as e:
+                raise _not_utf8_error(path, what, e) from None
+            offset += len(raw)
 
 
 def serve_image_file(serve, path: str, **inputs) -> dict:

@@ -23,8 +23,8 @@ training does.
 
 from __future__ import annotations
 
+import array
 import dataclasses
-import io
 import math
 import os
 import sys
@@ -131,66 +131,79 @@ def load(
 
 
 def read_columns(path: str, skip_bad_records: bool = False) -> list[tuple[str, np.ndarray]]:
-    """`(name, float64 values)` of every numeric column of a CSV (or TSV) file: a header
-    row is optional (names are then 1, 2, ...), text columns (dates, names) are left
-    out, and a row of another width or with a text value in a numeric column is a
-    `DataError` naming its line (with `skip_bad_records`, such rows are skipped and
-    counted)."""
+    """`(name, float64 values)` of every numeric column of a CSV (or TSV) file, read as
+    a stream (only the values are held): a header row is optional (names are then 1,
+    2, ...), text columns (dates, names) are left out, and a row of another width or
+    with a text value in a numeric column is a `DataError` naming its line (with
+    `skip_bad_records`, such rows are skipped and counted)."""
     if not os.path.isfile(path):
         raise DataError(
             f"Dataset path {path!r} does not exist; expected a CSV file with one numeric "
             "column per series."
         )
-    from kerasnotes.data.images import read_text
+    from kerasnotes.data.images import utf8_lines
     from kerasnotes.data.text import csv_reader
 
-    text = read_text(path, "CSV file")
-    rows = csv_reader(
-        io.StringIO(text, newline=""), "\t" if path.lower().endswith(".tsv") else ",", len(text)
-    )
-    rows = [row for row in rows if row]
-    header = rows[0] if rows and not all(_is_number(cell) for cell in rows[0]) else None
-    body = rows[1:] if header else rows
-    if not body:
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    rows = csv_reader(utf8_lines(path, "CSV file"), delimiter, os.path.getsize(path))
+    header, columns, lines = None, None, array.array("q")
+    num_bad_width, first_bad_width = 0, None  # Rows of another width.
+    first_text = {}  # Column -> the line and cell of its first value that is no number.
+    for row in rows:
+        if not row:
+            continue
+        if columns is None:
+            columns = [array.array("d") for _ in row]
+            if not all(_is_number(cell) for cell in row):
+                header = row
+                continue
+        if len(row) != len(columns):
+            num_bad_width += 1
+            first_bad_width = first_bad_width or (
+                rows.line_num,
+                f"it has {len(row)} columns, expected {len(columns)}",
+            )
+            continue
+        lines.append(rows.line_num)
+        for index, cell in enumerate(row):
+            value = _number(cell)
+            columns[index].append(value)
+            if math.isnan(value) and index not in first_text:
+                first_text[index] = (rows.line_num, cell.strip())
+    if not lines and not num_bad_width:
         raise DataError(f"CSV file {path!r} holds no rows of values.")
-    first_line = 2 if header else 1
-    width = len(header or body[0])
-    bad = {}  # Line number -> what is wrong with it.
-    for number, row in enumerate(body, start=first_line):
-        if len(row) != width:
-            bad[number] = f"it has {len(row)} columns, expected {width}"
-    numeric = [  # A column with any number in it is a series; the others are text.
-        index
-        for index in range(width)
-        if any(len(row) == width and _is_number(row[index]) for row in body)
-    ]
+    values = [np.frombuffer(column, np.float64) for column in columns]
+    # A column with any number in it is a series; the others are text.
+    numeric = [index for index, column in enumerate(values) if np.isfinite(column).any()]
     if not numeric:
         raise DataError(f"CSV file {path!r} has no numeric column: expected one per series.")
-    for number, row in enumerate(body, start=first_line):
-        for index in numeric:
-            if number not in bad and not _is_number(row[index]):
-                bad[number] = f"{row[index].strip()!r} in a numeric column is not a number"
-    if bad and not skip_bad_records:
-        number = min(bad)
-        raise DataError(
-            f"CSV file {path!r} line {number}: {bad[number]}. Fix or remove the line, or "
-            "set skip_bad_records=true to skip such lines (they are counted)."
-        )
+    lines = np.frombuffer(lines, np.int64)
+    texts = np.zeros(len(lines), bool)
+    for index in numeric:
+        texts |= np.isnan(values[index])
+    bad = []  # The first bad line of each kind, and why.
+    if num_bad_width:
+        bad.append(first_bad_width)
+    if texts.any():
+        line = int(lines[texts][0])
+        index = next(i for i in numeric if first_text.get(i, (0,))[0] == line)
+        bad.append((line, f"{first_text[index][1]!r} in a numeric column is not a number"))
     if bad:
+        line, why = min(bad)
+        if not skip_bad_records:
+            raise DataError(
+                f"CSV file {path!r} line {line}: {why}. Fix or remove the line, or set "
+                "skip_bad_records=true to skip such lines (they are counted)."
+            )
         print(
-            f"Skipped {len(bad)} bad line(s) of CSV file {path!r}, e.g. line {min(bad)}: "
-            f"{bad[min(bad)]}.",
+            f"Skipped {num_bad_width + int(texts.sum())} bad line(s) of CSV file {path!r}, "
+            f"e.g. line {line}: {why}.",
             file=sys.stderr,
         )
-    kept = [row for number, row in enumerate(body, start=first_line) if number not in bad]
-    if not kept:
+    if texts.all():
         raise DataError(f"CSV file {path!r} holds no rows of values.")
     return [
-        (
-            header[index] if header else str(index + 1),
-            np.array([float(row[index]) for row in kept], np.float64),
-        )
-        for index in numeric
+        (header[index] if header else str(index + 1), values[index][~texts]) for index in numeric
     ]
 
 
@@ -220,8 +233,14 @@ def _from_csv(path: str, skip_bad_records: bool = False) -> SeriesData:
     )
 
 
-def _is_number(cell: str) -> bool:
+def _number(cell: str) -> float:
+    """The finite number `cell` holds, or NaN."""
     try:
-        return math.isfinite(float(cell))
+        value = float(cell)
     except ValueError:
-        return False
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def _is_number(cell: str) -> bool:
+    return not math.isnan(_number(cell))

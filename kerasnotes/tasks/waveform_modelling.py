@@ -159,19 +159,34 @@ class WaveformModelling:
         )
         return receptive_field(config["kernel_size"], dilations)
 
-    def windows(self, split, config, stride=None) -> np.ndarray:
-        """Every series of `split` cut into windows of `receptive field + window`
-        values (`stride` apart, half a window by default): float32 `(windows, length)`.
-        A window's last `window` values are predicted, each from a whole receptive
-        field of values before it, as in generation after a long enough context."""
+    def windows(self, split, config, stride=None, *, batch_size=None, seed=None):
+        """Batches of the windows of every series of `split` (arrays, or a dataset of
+        series), float32 `(batch, receptive field + window)`, `stride` apart (half a
+        window by default), cut as they are read: only the series and each window's
+        start are held. A window's last `window` values are predicted, each from a
+        whole receptive field of values before it, as in generation after a long
+        enough context. With `seed`, the windows come in a new shuffled order every
+        epoch. Returns the batches and how many windows there are."""
         length = self.receptive_field(config) + config["window"]
         stride = stride or max(1, config["window"] // 2)
-        cut = [
-            s[start : start + length]
-            for s in split
-            for start in range(0, len(s) - length + 1, stride)
-        ]
-        return np.stack(cut).astype(np.float32) if cut else np.zeros((0, length), np.float32)
+        series = [np.asarray(s, np.float32) for s in split]
+        offsets = np.cumsum([0] + [len(s) for s in series])
+        starts = np.concatenate(
+            [
+                offset + np.arange(0, len(s) - length + 1, stride)
+                for offset, s in zip(offsets[:-1], series, strict=True)
+            ]
+            + [np.zeros(0, np.int64)]
+        ).astype(np.int64)
+        values = tf.constant(np.concatenate([*series, np.zeros(0, np.float32)]))
+        ds = tf.data.Dataset.from_tensor_slices(starts)
+        if seed is not None:
+            ds = ds.shuffle(max(1, len(starts)), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size or config["batch_size"]).map(
+            lambda first: tf.gather(values, first[:, None] + tf.range(length, dtype=tf.int64)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return ds, len(starts)
 
     def window_levels(self, values, info, config):
         """Windows (`windows`) to levels, each scaled by its first receptive field."""
@@ -182,15 +197,20 @@ class WaveformModelling:
         """Batched `(levels[:, :-1], levels[:, 1:], weights)` windows: only the last
         `window` steps (after a whole receptive field) count."""
         info = info or self.example_info(config)
-        values = self.windows([s.numpy() for s in split], config)
-        levels = self.window_levels(values, info, config)
-        weights = np.zeros(levels.shape[1] - 1, np.float32)
+        windows, _ = self.windows(
+            (s.numpy() for s in split), config, seed=config["seed"] if training else None
+        )
+        length = self.receptive_field(config) + config["window"]
+        weights = np.zeros(length - 1, np.float32)
         weights[-config["window"] :] = 1
-        weights = tf.tile(weights[None], [len(values), 1])
-        ds = tf.data.Dataset.from_tensor_slices((levels[:, :-1], levels[:, 1:], weights))
-        if training:
-            ds = ds.shuffle(len(values), seed=config["seed"], reshuffle_each_iteration=True)
-        return ds.batch(config["batch_size"]).prefetch(tf.data.AUTOTUNE)
+
+        def to_model(values):
+            levels = self.window_levels(values, info, config)
+            return levels[:, :-1], levels[:, 1:], tf.tile(weights[None], [tf.shape(levels)[0], 1])
+
+        return windows.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE
+        )
 
     # Training and evaluation -------------------------------------------------------
 
@@ -238,18 +258,17 @@ class WaveformModelling:
         config = self.with_defaults(config)
         num_levels, field = config["num_levels"], self.receptive_field(config)
         scored = slice(-config["window"], None)  # The predictions of the window's values.
-        training = self.windows([s.numpy() for s in data.train], config, config["window"])
-        counts = np.bincount(
-            np.asarray(self.window_levels(training, info, config))[:, scored].ravel(),
-            minlength=num_levels,
-        )
+        counts = np.zeros(num_levels, np.int64)
+        training, _ = self.windows(data.series.train, config, config["window"])
+        for batch in training:
+            levels = np.asarray(self.window_levels(batch, info, config))[:, scored]
+            counts += np.bincount(levels.ravel(), minlength=num_levels)
         marginal = -np.log2((counts + 1) / (counts.sum() + num_levels))
-        values = self.windows([s.numpy() for s in data.test], config, stride=config["window"])
-        if not len(values):
+        windows, count = self.windows(data.series.test, config, stride=config["window"])
+        if not count:
             raise DataError("The test split has no whole window: nothing to evaluate.")
         bits, marginal_bits, errors, naive, hits = [], [], [], [], []
-        for start in range(0, len(values), config["batch_size"]):
-            batch = values[start : start + config["batch_size"]]
+        for batch in windows.as_numpy_iterator():
             scaling = self._scaling(batch[:, :field], info)
             out = score(tf.constant(batch))
             bits.append(np.asarray(out["bits"])[:, scored])
@@ -269,7 +288,7 @@ class WaveformModelling:
             "rmse": float(np.sqrt(np.mean(errors**2))),
             "naive_mae": float(np.mean(np.abs(naive))),
             "naive_rmse": float(np.sqrt(np.mean(naive**2))),
-            "num_windows": len(values),
+            "num_windows": count,
         }
 
     def plots(self, model, data, info: dict, config, run_dir: str) -> list[str]:
