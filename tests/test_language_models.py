@@ -265,6 +265,70 @@ def test_training_batches_are_streams_or_random_windows():
     assert not np.array_equal(random[1][:, 0], random[0][:, -1] + 0 * random[1][:, 0])
 
 
+def test_a_large_split_is_read_in_blocks_of_streams(monkeypatch):
+    from kerasnotes.tasks import language_modelling
+
+    data = corpus.load("python_docs/small")
+    config = {**TASK.with_defaults({}), "dataset": "python_docs/small", "batch_size": 4}
+    config["sequence_length"] = 16
+    info = {"vocabulary": TASK.load_data(config).vocabulary}
+    ids = TASK.token_ids([data.text("train")], info["vocabulary"], "character")[0]
+    monkeypatch.setattr(language_modelling, "BLOCK_TOKENS", 5_000)
+    batches = TASK.batches(data.train, config, info, training=True)
+    windows = [(x.numpy(), y.numpy()) for x, y in batches]
+    assert len(windows) == batches.cardinality()  # Counted before they are read.
+    # Every block of 5,000 tokens is 4 streams of 1,249, read 16 at a time (78 windows
+    # each), the last block's as many as its tokens give.
+    per_block = 1_249 // 16
+    full_blocks = len(ids) // 5_000
+    assert len(windows) == full_blocks * per_block + (len(ids) % 5_000 - 1) // 4 // 16
+    for block in range(full_blocks):
+        first_x, first_y = windows[block * per_block]
+        start = block * 5_000 + np.arange(4) * 1_249
+        for row in range(4):
+            np.testing.assert_array_equal(first_x[row], ids[start[row] : start[row] + 16])
+            np.testing.assert_array_equal(first_y[row], ids[start[row] + 1 : start[row] + 17])
+    config["stateful"] = False
+    random = list(TASK.batches(data.train, config, info, training=True))
+    assert len(random) == len(windows)
+    text = "".join(info["vocabulary"][i] for i in ids)
+    for x, _ in random[:3]:  # Each window is a piece of the text.
+        assert all("".join(info["vocabulary"][i] for i in row) in text for row in x.numpy())
+
+
+def test_a_large_file_is_read_in_pieces_that_join_back_to_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "PIECE_BYTES", 500)
+    path = tmp_path / "book.txt"
+    lines = [f"line {i} of the b\u00f6\u00f6k" + " with more words" * (i % 5) for i in range(400)]
+    path.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    data = corpus.load(str(path))
+    text = path.read_text(encoding="utf-8-sig")
+    assert data.text("train") + data.text("validation") + data.text("test") == text
+    cut = round(len(text) * 0.8)
+    assert data.text("train") == text[:cut] and data.num_examples["train"] == cut
+    documents = [d.decode() for d in data.train.as_numpy_iterator()]
+    assert len(documents) > 20 and all(len(d.encode()) < 600 for d in documents)
+    assert all(d.startswith("line ") for d in documents)  # Cut at line breaks.
+
+
+def test_the_baselines_read_bounded_samples_and_say_so(monkeypatch):
+    from kerasnotes.tasks import language_modelling
+
+    data = corpus.load("python_docs/small")
+    config = {**TASK.with_defaults({}), "dataset": "python_docs/small", "batch_size": 4}
+    info = {"vocabulary": TASK.load_data(config).vocabulary}
+    whole = language_modelling.ngram_baseline(data, info, config)
+    assert whole["training_tokens"] == data.num_examples["train"]
+    monkeypatch.setattr(language_modelling, "NGRAM_TOKENS", 10_000)
+    monkeypatch.setattr(language_modelling, "HELD_OUT_SAMPLE", 2_000)
+    capped = language_modelling.ngram_baseline(data, info, config)
+    assert capped["training_tokens"] == 10_000
+    # Fewer counts: the baseline does worse, on its sample of the held-out text.
+    assert capped["bits_per_char"] > whole["bits_per_char"]
+    documents = language_modelling.head_documents(data.test, 2_000)
+    assert len("\n".join(documents)) == 2_000 and data.text("test").startswith(documents[0])
+
+
 # Training, measuring and serving -------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ byte offset of its first bad byte), is a `DataError`.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import sys
@@ -29,7 +30,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder, tfds_source
-from kerasnotes.data.images import decode_utf8, read_files, read_text
+from kerasnotes.data.images import decode_utf8, read_files
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
@@ -210,25 +211,103 @@ def _from_builder(builder, name: str) -> Corpus:
 
 
 def _corpus(parts: dict[str, tf.data.Dataset], source: str, name: str) -> Corpus:
+    """A corpus of `parts`, each split counted in one streaming pass: its characters
+    (with a separator between documents) and whether any is not whitespace."""
     corpus = Corpus(**parts, num_examples={}, source=source)
+
+    def count(totals, document):
+        characters, documents, text = totals
+        return (
+            characters + tf.cast(tf.strings.length(document, unit="UTF8_CHAR"), tf.int64),
+            documents + 1,
+            text | tf.strings.regex_full_match(document, r"(?s).*\S.*"),
+        )
+
     for split in SPLITS:
-        corpus.num_examples[split] = len(corpus.text(split))
-        if not corpus.text(split).strip():
+        start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.constant(False))
+        characters, documents, text = parts[split].reduce(start, count)
+        corpus.num_examples[split] = int(characters + tf.maximum(documents - 1, 0))
+        if not bool(text):
             raise DataError(f"Dataset {name!r} has no text in its {split} split.")
     return corpus
 
 
-def _read_utf8(file: str) -> str:
-    """A text file's text; `OSError` if it cannot be read, `ValueError` (naming the
-    byte and its offset) if it is not UTF-8: what `read_files` counts or names."""
+def count_characters(file: str) -> int:
+    """The characters of a text file, read as a stream; `OSError` if it cannot be read,
+    `ValueError` (naming the byte and its offset) if it is not UTF-8: what `read_files`
+    counts or names."""
+    characters, offset = 0, 0
     with open(file, "rb") as f:
-        return decode_utf8(f.read())
+        for raw in f:
+            characters += len(decode_utf8(raw, offset))
+            offset += len(raw)
+    return characters
+
+
+# A file is read as documents of about this many bytes (a longer line is whole in one),
+# each cut at a line break that the separator between documents stands for.
+PIECE_BYTES = 2**20
+
+
+def pieces(files: list[str], cuts: list[int] = ()) -> list[list[tuple[str, int, int]]]:
+    """The byte ranges `(file, start, end)` of documents that, joined by `SEPARATOR`,
+    give the text of `files` joined by it, in `len(cuts) + 1` parts cut at the
+    character positions `cuts` of that text. A file's documents are about `PIECE_BYTES`
+    each: each but its last ends just before a line break, which the separator after
+    it stands for; a cut may fall anywhere."""
+    parts, part, position = [[] for _ in range(len(cuts) + 1)], 0, 0
+    for number, file in enumerate(files):
+        position += 1 if number else 0  # The separator between files.
+        start = offset = 0
+        pending = None  # Where the next document starts, once another line follows.
+        with open(file, "rb") as f:
+            for raw in f:
+                if offset == 0 and raw.startswith(codecs.BOM_UTF8):
+                    raw, start = raw[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+                    offset = start
+                if pending is not None:
+                    parts[part].append((file, start, pending - 1))
+                    start, pending = pending, None
+                line = raw.decode("utf-8") if part < len(cuts) else ""
+                while part < len(cuts) and cuts[part] < position + len(line):
+                    cut = offset + len(line[: cuts[part] - position].encode())
+                    parts[part].append((file, start, cut))
+                    start, part = cut, part + 1
+                position += len(line)
+                offset += len(raw)
+                if offset - start >= PIECE_BYTES and raw.endswith(b"\n"):
+                    pending = offset
+        parts[part].append((file, start, offset))
+    return parts
+
+
+def _read_range(path: bytes, start, end) -> bytes:
+    with open(path.decode(), "rb") as f:
+        f.seek(int(start))
+        content = f.read(int(end - start))
+    if len(content) != end - start:
+        raise ValueError(f"{path.decode()} is shorter than when it was read first")
+    return content
+
+
+def documents_of(ranges: list[tuple[str, int, int]]) -> tf.data.Dataset:
+    """The documents at the byte `ranges` (see `pieces`), read from their files as the
+    dataset is iterated."""
+    paths, starts, ends = zip(*ranges, strict=True) if ranges else ((), (), ())
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(starts, tf.int64), tf.constant(ends, tf.int64))
+    )
+    return ds.map(
+        lambda path, start, end: tf.ensure_shape(
+            tf.numpy_function(_read_range, [path, start, end], tf.string, stateful=False), []
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
 
 def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:
-    def documents(texts):
-        return tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
-
+    """A file or folder's documents, read from the files as they are used (see
+    `pieces`): only the files' sizes in characters are counted first."""
     source = f"files:{os.path.abspath(path)}"
     if os.path.isdir(path):
         names = sorted(
@@ -237,17 +316,18 @@ def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:
         )  # fmt: skip
         if not names:
             raise DataError(f"Dataset folder {path!r} holds no text files.")
-        read, _ = read_files(
+        sizes, _ = read_files(
             [os.path.join(path, n) for n in names],
-            _read_utf8,
+            count_characters,
             unit="text file",
             skip_bad_records=skip_bad_records,
             listed_in=f"dataset folder {path!r}",
         )
-        texts = {n: text for n, text in zip(names, read, strict=True) if text is not None}
-        names = [n for n in names if n in texts]
+        characters = {n: size for n, size in zip(names, sizes, strict=True) if size is not None}
+        names = [n for n in names if n in characters]
         if not names:
             raise DataError(f"Dataset folder {path!r} holds no readable text files.")
+        files = {n: os.path.join(path, n) for n in names}
         named = {split_of_file(n): n for n in reversed(names) if split_of_file(n)}
         if "train" in named:
             missing = [s for s in SPLITS if s not in named]
@@ -256,28 +336,48 @@ def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:
                     f"Dataset folder {path!r} has a train file but no {' or '.join(missing)} "
                     "file: expected files named train*, valid*/dev* and test*."
                 )
-            return _corpus({s: documents([texts[named[s]]]) for s in SPLITS}, source, path)
-        if len(names) >= 3:
-            splits = split_by_size([(n, len(texts[n])) for n in names])
-            parts = {s: documents([texts[n] for n in sorted(splits[s])]) for s in SPLITS}
+            parts = {s: documents_of(pieces([files[named[s]]])[0]) for s in SPLITS}
             return _corpus(parts, source, path)
-        text = "\n".join(texts[n] for n in names)
+        if len(names) >= 3:
+            splits = split_by_size([(n, characters[n]) for n in names])
+            parts = {
+                s: documents_of(pieces([files[n] for n in sorted(splits[s])])[0]) for s in SPLITS
+            }
+            return _corpus(parts, source, path)
+        files = [files[n] for n in names]
+        total = sum(characters[n] for n in names) + len(names) - 1
     else:
-        text = read_text(path)
-    if not text.strip():
+        try:
+            files, total = [path], count_characters(path)
+        except OSError as e:
+            raise DataError(f"Cannot read text file {path!r}: {e.strerror}.") from None
+        except ValueError as e:
+            raise DataError(
+                f"Text file {path!r} is {e}. Convert it to UTF-8 (for example with iconv)."
+            ) from None
+    if not total:
         raise DataError(f"Dataset {path!r} is empty: a language model needs text to learn from.")
     # By position: the first 80% trains, then 10% validates and the last 10% tests.
-    cut_validation = round(len(text) * (1 - 2 * HELD_OUT))
-    cut_test = round(len(text) * (1 - HELD_OUT))
-    parts = {
-        "train": text[:cut_validation],
-        "validation": text[cut_validation:cut_test],
-        "test": text[cut_test:],
-    }
-    if not all(part.strip() for part in parts.values()):
+    cuts = [round(total * (1 - 2 * HELD_OUT)), round(total * (1 - HELD_OUT))]
+    parts = dict(zip(SPLITS, (documents_of(p) for p in pieces(files, cuts)), strict=True))
+    try:
+        return _corpus(parts, source, path)
+    except DataError:
+        if not _has_text(files):
+            raise DataError(
+                f"Dataset {path!r} is empty: a language model needs text to learn from."
+            ) from None
         raise DataError(
-            f"Dataset {path!r} has {len(text)} characters: too few to cut into training, "
+            f"Dataset {path!r} has {total} characters: too few to cut into training, "
             f"validation and test text ({1 - 2 * HELD_OUT:.0%}, {HELD_OUT:.0%} and "
             f"{HELD_OUT:.0%} by position), each with some text. Give more text."
-        )
-    return _corpus({s: documents([part]) for s, part in parts.items()}, source, path)
+        ) from None
+
+
+def _has_text(files: list[str]) -> bool:
+    """Whether any of `files` holds a character that is not whitespace."""
+    for file in files:
+        with open(file, "rb") as f:
+            if any(raw.strip() for raw in f):
+                return True
+    return False

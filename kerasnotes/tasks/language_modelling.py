@@ -43,11 +43,13 @@ Export contract:
 from __future__ import annotations
 
 import bz2
+import collections
 import functools
 import gzip
 import lzma
 import math
 import sys
+import weakref
 
 import keras
 import numpy as np
@@ -74,6 +76,13 @@ PROMPT_CHARACTERS = 24  # Samples continue the start of held-out documents.
 STREAM_TOKENS = 8  # Tokens per request when streaming.
 BASELINE_ORDERS = range(2, 9)
 COMPRESSOR_PRIOR = 10_000_000  # At most this many training characters come first.
+# Bounded samples, for corpora of any size: what each part of a run reads at most.
+VOCABULARY_CHARACTERS = 20_000_000  # The first training characters the vocabulary counts.
+NGRAM_TOKENS = 1_000_000  # The first training tokens the n-gram baseline counts.
+HELD_OUT_SAMPLE = 1_000_000  # The first characters of a held-out split the baselines read.
+# Training and validation read a split as blocks of this many tokens, each cut into
+# `batch_size` streams (a split within one block: the whole split's streams).
+BLOCK_TOKENS = 2**22
 EXAMPLE_VOCABULARY = ("", "[UNK]", *" \netaoinshrdlucmfwygpb.,T")
 
 
@@ -145,7 +154,8 @@ class LanguageModelling:
         check_sampling(config)
 
     def load_data(self, config):
-        """The corpus, its vocabulary and the token ids of every split (`data.ids`)."""
+        """The corpus, its vocabulary (from up to `VOCABULARY_CHARACTERS` of the
+        training text) and the number of tokens of every split (`data.num_tokens`)."""
         self.check_settings(config)
         data = corpus_data.load(
             config["dataset"], skip_bad_records=config.get("skip_bad_records", False)
@@ -154,16 +164,33 @@ class LanguageModelling:
         lookup = keras.layers.StringLookup(
             max_tokens=config["vocabulary_size"], mask_token="", oov_token="[UNK]"
         )
-        tokens = split_tokens(tf.constant([data.text("train")]), level).flat_values
-        lookup.adapt(tf.data.Dataset.from_tensor_slices(tokens).batch(65536))
+        lookup.adapt(token_stream(head(data.train, VOCABULARY_CHARACTERS), level))
+        if data.num_examples["train"] > VOCABULARY_CHARACTERS:
+            print(
+                f"The vocabulary is from the first {VOCABULARY_CHARACTERS:,} of the "
+                f"{data.num_examples['train']:,} training characters.",
+                file=sys.stderr,
+            )
         data.vocabulary = lookup.get_vocabulary()
-        data.ids = {
-            split: self.token_ids([data.text(split)], data.vocabulary, level)[0]
+        data.num_tokens = {
+            split: self.num_tokens(getattr(data, split), level, data.num_examples[split])
             for split in corpus_data.SPLITS
         }
-        data.num_tokens = {split: len(ids) for split, ids in data.ids.items()}
         self._check_lengths(data, config)
         return data
+
+    @staticmethod
+    def num_tokens(documents, token_level: str, characters: int | None = None) -> int:
+        """The tokens of `documents` joined by `SEPARATOR`: at the character level its
+        `characters` where given; otherwise counted (once per dataset)."""
+        if token_level == "character" and characters is not None:
+            _NUM_TOKENS[documents] = characters
+        if documents not in _NUM_TOKENS:
+            tokens = token_stream(documents, token_level)
+            _NUM_TOKENS[documents] = int(
+                tokens.reduce(tf.constant(0, tf.int64), lambda n, t: n + tf.size(t, tf.int64))
+            )
+        return _NUM_TOKENS[documents]
 
     def _check_lengths(self, data, config) -> None:
         length = config.get("sequence_length", DEFAULT_SEQUENCE_LENGTH)
@@ -205,35 +232,67 @@ class LanguageModelling:
         return {"vocabulary": info["vocabulary"]}
 
     def batches(self, split, config, info, *, training: bool, num_examples=0):
-        """`(token_ids, next_token_ids)` windows of `sequence_length`, `batch_size`
-        contiguous streams (or random windows when training with `stateful=false`)."""
-        text = SEPARATOR.join(d.decode("utf-8") for d in split.as_numpy_iterator())
-        ids = self.token_ids([text], info["vocabulary"], config["token_level"])[0]
-        batch_size = config["batch_size"]
-        length = config.get("sequence_length", DEFAULT_SEQUENCE_LENGTH)
-        streams = len(ids) - 1
-        per_stream = streams // batch_size
-        length = min(length, per_stream)
-        steps = per_stream // length
-        if training and config.get("stateful", True) is False:
-            # Independent windows from random places: as many tokens an epoch.
+        """`(token_ids, next_token_ids)` windows of `sequence_length`: each block of
+        `BLOCK_TOKENS` (the whole split, if it is shorter) cut into `batch_size`
+        contiguous streams, batch t holding every stream's t-th window, or (when
+        training with `stateful=false`) windows from random places of the block, as
+        many tokens. The split is read and tokenized as the batches are made."""
+        level, batch_size = config["token_level"], config["batch_size"]
+        most = config.get("sequence_length", DEFAULT_SEQUENCE_LENGTH)
+        random = training and config.get("stateful", True) is False
+        lookup = _lookup(tuple(info["vocabulary"]))
+        ids = token_stream(split, level).map(lookup, num_parallel_calls=tf.data.AUTOTUNE)
+
+        def shape(size):
+            """A block's tokens per stream, window length and windows per stream."""
+            per_stream = (size - 1) // batch_size
+            length = (
+                min(most, per_stream)
+                if isinstance(size, int)
+                else tf.minimum(tf.cast(most, size.dtype), per_stream)
+            )
+            return per_stream, length, per_stream // length
+
+        def streams(block):
+            """The block's `(steps, batch, length)` stream windows, by step."""
+            per_stream, length, steps = shape(tf.size(block, tf.int64))
+
+            def by_step(rows):
+                rows = tf.reshape(rows, [batch_size, per_stream])[:, : steps * length]
+                return tf.transpose(tf.reshape(rows, [batch_size, steps, length]), [1, 0, 2])
+
+            rows = block[: batch_size * per_stream + 1]
+            return tf.data.Dataset.from_tensor_slices((by_step(rows[:-1]), by_step(rows[1:])))
+
+        def each_window(block):
+            """The block once for each of its random windows."""
+            _, _, steps = shape(tf.size(block, tf.int64))
+            return tf.data.Dataset.from_tensors(block).repeat(steps * batch_size)
+
+        def random_window(block, start):
+            _, length, _ = shape(tf.size(block, tf.int64))
+            start = start % (tf.size(block, tf.int64) - length)
+            piece = block[start : start + length + 1]
+            return piece[:-1], piece[1:]
+
+        blocks = ids.rebatch(BLOCK_TOKENS).filter(lambda block: tf.size(block) > batch_size)
+        if random:  # One stream of random numbers: each block's windows take theirs.
             starts = tf.data.Dataset.random(seed=config["seed"], rerandomize_each_iteration=True)
-            ids_tensor = tf.constant(ids)
-
-            def window(start):
-                start = start % (len(ids) - length)
-                piece = ids_tensor[start : start + length + 1]
-                return piece[:-1], piece[1:]
-
-            ds = starts.map(window).batch(batch_size, drop_remainder=True).take(steps)
-            return ds.prefetch(tf.data.AUTOTUNE)
-        rows = ids[: batch_size * per_stream + 1]
-        inputs = rows[:-1].reshape(batch_size, per_stream)[:, : steps * length]
-        targets = rows[1:].reshape(batch_size, per_stream)[:, : steps * length]
-        # (steps, batch, length): batch t holds every stream's t-th window.
-        inputs = inputs.reshape(batch_size, steps, length).transpose(1, 0, 2)
-        targets = targets.reshape(batch_size, steps, length).transpose(1, 0, 2)
-        return tf.data.Dataset.from_tensor_slices((inputs, targets)).prefetch(tf.data.AUTOTUNE)
+            ds = tf.data.Dataset.zip(blocks.flat_map(each_window), starts).map(random_window)
+            ds = ds.batch(batch_size, drop_remainder=True)
+        else:
+            ds = blocks.flat_map(streams)
+        ds = ds.map(
+            lambda x, y: (
+                tf.ensure_shape(x, [batch_size, None]),
+                tf.ensure_shape(y, [batch_size, None]),
+            )
+        )
+        total = self.num_tokens(split, level)
+        sizes = [BLOCK_TOKENS] * (total // BLOCK_TOKENS) + [total % BLOCK_TOKENS]
+        steps = sum(shape(size)[2] for size in sizes if size > batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def training_model(self, model, config):
         """What `fit` trains: a stateful model's wrapper that carries its state across
@@ -338,37 +397,63 @@ class LanguageModelling:
     def evaluate(self, predictor, data, info: dict, config) -> dict:
         """Held-out bits per character and perplexity, the n-gram and compressor
         baselines on the same text, and samples from the starts of held-out documents."""
-        documents = [d.decode("utf-8") for d in data.test.as_numpy_iterator()]
-        total, characters = 0.0, 0
+        total, characters, prompts = 0.0, 0, []
         progress = keras.utils.Progbar(
-            len(documents), unit_name="document", verbose=1 if sys.stderr.isatty() else 0
+            None, unit_name="document", verbose=1 if sys.stderr.isatty() else 0
         )
-        for start in range(0, len(documents), 8):
-            batch = documents[start : start + 8]
+        for batch in data.test.batch(8).as_numpy_iterator():
+            batch = [d.decode("utf-8") for d in batch]
             out = predictor["score"](tf.constant(batch))
             total += float(np.sum(out["log_probability"]))
             characters += sum(len(d) for d in batch)
+            prompts += [prompt_from(d) for d in batch[: NUM_SAMPLES - len(prompts)]]
             progress.add(len(batch))
         if not characters:
             raise DataError("The test split is empty: nothing to measure the model on.")
-        ids = np.concatenate(self.token_ids(documents, info["vocabulary"], config["token_level"]))
+        num_tokens = unknown = 0
+        lookup = _lookup(tuple(info["vocabulary"]))
+        for ids in data.test.map(
+            lambda document: lookup(
+                split_tokens(document[None], config["token_level"]).flat_values
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ):
+            num_tokens += int(tf.size(ids))
+            unknown += int(tf.reduce_sum(tf.cast(ids == 1, tf.int64)))
         bits = -total / math.log(2) / characters
         metrics = {
             "bits_per_char": bits,
-            "perplexity": float(math.exp(-total / max(1, len(ids)))),
+            "perplexity": float(math.exp(-total / max(1, num_tokens))),
             "num_characters": characters,
-            "num_tokens": len(ids),
+            "num_tokens": num_tokens,
             # Held-out tokens outside the vocabulary: each is one `[UNK]` event.
-            "unknown_rate": float(np.mean(ids == 1)) if len(ids) else 0.0,
+            "unknown_rate": unknown / num_tokens if num_tokens else 0.0,
         }
         baseline = ngram_baseline(data, info, config)
+        train_tail, test_head = (
+            tail_text(data.train, COMPRESSOR_PRIOR),
+            SEPARATOR.join(head_documents(data.test, HELD_OUT_SAMPLE)),
+        )
         metrics["comparison"] = {
             "this model": round(bits, 4),
             f"{baseline['order']}-gram (Kneser-Ney)": baseline["bits_per_char"],
-            **compressed_bits_per_char(data.text("train"), data.text("test")),
+            **compressed_bits_per_char(train_tail, test_head),
         }
         metrics["ngram_bits_per_char_by_order"] = baseline["by_order"]
-        prompts = [prompt_from(d) for d in documents[:NUM_SAMPLES]]
+        # What the baselines read, where a corpus is larger than they take.
+        metrics["baselines_read"] = {
+            "ngram_training_tokens": baseline["training_tokens"],
+            "ngram_training_tokens_cap": NGRAM_TOKENS,
+            "held_out_characters": len(test_head),
+            "held_out_characters_cap": HELD_OUT_SAMPLE,
+        }
+        if len(test_head) < characters or baseline["training_tokens"] == NGRAM_TOKENS:
+            print(
+                f"The baselines read at most {NGRAM_TOKENS:,} training tokens (the n-gram's "
+                f"counts) and the first {HELD_OUT_SAMPLE:,} characters of each held-out "
+                "split; the model is measured on the whole test split.",
+                file=sys.stderr,
+            )
         texts = predictor["generate"](
             tf.constant(prompts),
             config["max_length"],
@@ -582,6 +667,35 @@ def _stream(generate, settings: dict, prompt: str, level: str):
         remaining -= wanted
 
 
+# Token counts of the splits read (by dataset): see `LanguageModelling.num_tokens`.
+_NUM_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def token_stream(documents, token_level: str) -> tf.data.Dataset:
+    """The tokens (strings) of each of `documents` as they are read, `SEPARATOR`'s
+    before every document but the first: together, the tokens of the documents joined
+    by it."""
+    separator = split_tokens(tf.constant([SEPARATOR]), token_level).flat_values
+
+    def tokens(index, document):
+        tokens = split_tokens(document[None], token_level).flat_values
+        return tf.concat([separator[: tf.minimum(index, 1)], tokens], 0)
+
+    return documents.enumerate().map(tokens, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def head(documents, characters: int) -> tf.data.Dataset:
+    """The first of `documents` up to `characters` in all (the first one whole, and
+    each after it that starts within them)."""
+
+    def running(before, document):
+        size = tf.cast(tf.strings.length(document, unit="UTF8_CHAR"), tf.int64)
+        return before + size, (document, before)
+
+    ds = documents.scan(tf.constant(0, tf.int64), running)
+    return ds.take_while(lambda _, before: before < characters).map(lambda document, _: document)
+
+
 @functools.lru_cache(maxsize=4)
 def _lookup(vocabulary: tuple) -> keras.layers.StringLookup:
     """A `StringLookup` to the ids of `vocabulary` (padding and `[UNK]` first)."""
@@ -607,21 +721,48 @@ def prompt_from(document: str) -> str:
     return prompt[: cut + 1] if cut > 0 else prompt
 
 
+def head_documents(documents, characters: int) -> list[str]:
+    """The first of `documents` up to `characters` in all (joined by `SEPARATOR`), the
+    last one cut there."""
+    texts, size = [], -1
+    for document in head(documents, characters).as_numpy_iterator():
+        texts.append(document.decode("utf-8")[: characters - size - 1])
+        size += len(texts[-1]) + 1
+    return texts
+
+
+def tail_text(documents, characters: int) -> str:
+    """The text of `documents` joined by `SEPARATOR`, from its last `characters`
+    (every document is read)."""
+    kept, size = collections.deque(), 0
+    for document in documents.as_numpy_iterator():
+        kept.append(document.decode("utf-8"))
+        size += len(kept[-1]) + 1
+        while len(kept) > 1 and size - len(kept[0]) - 1 >= characters:
+            size -= len(kept.popleft()) + 1
+    return SEPARATOR.join(kept)[-characters:]
+
+
 def ngram_baseline(data, info: dict, config) -> dict:
     """The Kneser-Ney n-gram of the best order up to 8 on the validation split: its
-    held-out bits per character, and every order's."""
+    held-out bits per character, and every order's; counted on up to `NGRAM_TOKENS` of
+    the training text and measured on up to `HELD_OUT_SAMPLE` characters of each
+    held-out split."""
     from kerasnotes.models.ngram import NGramLM, count_ngrams
 
     vocabulary = info["vocabulary"]
     level = config["token_level"]
+    lookup = _lookup(tuple(vocabulary))
+    ids = token_stream(data.train, level).map(lookup).rebatch(NGRAM_TOKENS)
+    training = next(iter(ids)).numpy()
     # One model of the highest order answers for every lower order from its counts.
     model = NGramLM(vocabulary, order=max(BASELINE_ORDERS), discount=0.75)
-    model.set_counts(count_ngrams(data.ids["train"], model.order))
+    model.set_counts(count_ngrams(training, model.order))
     separator = LanguageModelling.token_ids([SEPARATOR], vocabulary, level)[0][:1]
 
     def bits(split):
         """Each order's bits per character on `split`, every document from its start."""
-        documents = [d.decode("utf-8") for d in getattr(data, split).as_numpy_iterator()]
+        documents = head_documents(getattr(data, split), HELD_OUT_SAMPLE)
         rows = [
             np.concatenate([separator, row])
             for row in LanguageModelling.token_ids(documents, vocabulary, level)
@@ -644,6 +785,7 @@ def ngram_baseline(data, info: dict, config) -> dict:
         "order": best,
         "bits_per_char": by_order[best][1],
         "by_order": {str(order): test for order, (_, test) in by_order.items()},
+        "training_tokens": len(training),
     }
 
 
