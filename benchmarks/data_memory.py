@@ -11,6 +11,9 @@ Generates datasets of each `--sizes` count in one `--format`:
 - `clips`: class folders of 16-frame 64x64 GIFs (four motions), `video`;
 - `csv`: a CSV of reviews (text, label; four labels), `rnn` (no `cache` setting: its
   records are always streamed into a disk cache);
+- `text`: a folder with a training text of each size in MB and the same 1 MB
+  validation and test texts, `char-rnn` (the held-out texts stay small so that the
+  run ends: scoring 100 MB held out would take most of an hour on 2 cores);
 
 then for each `--cache` setting runs the command (with `--set time_limit=60`) in a
 child process and reads its peak resident set size (`os.wait4`'s `ru_maxrss`), its
@@ -195,6 +198,26 @@ def make_csv(root: str, count: int) -> str:
     return path
 
 
+def make_text(root: str, megabytes: int) -> str:
+    """`root/text/<megabytes>/`: `train.txt` of `megabytes` MB (the Python
+    documentation topics again and again, each copy numbered), and the same 1 MB
+    `valid.txt` and `test.txt` beside every size."""
+    import pydoc_data.topics
+
+    folder = os.path.join(root, "text", str(megabytes))
+    if not os.path.exists(os.path.join(folder, ".done")):
+        os.makedirs(folder, exist_ok=True)
+        topics = "\n".join(pydoc_data.topics.topics.values())
+        for name, size in (("train.txt", megabytes), ("valid.txt", 1), ("test.txt", 1)):
+            with open(os.path.join(folder, name), "w") as f:
+                copy = 0
+                while f.tell() < size * 10**6:
+                    f.write(f"Copy {copy} of {name}.\n{topics}\n"[: size * 10**6 - f.tell()])
+                    copy += 1
+        open(os.path.join(folder, ".done"), "w").close()
+    return folder
+
+
 # Format -> (what makes its data, the model trained on it, its settings).
 FORMATS = {
     "images": (make_images, "cnn", ["image_size=224"]),
@@ -203,6 +226,7 @@ FORMATS = {
     "vqa": (make_vqa, "vqa", []),
     "clips": (make_clips, "video", []),
     "csv": (make_csv, "rnn", []),  # Its loader has no cache setting.
+    "text": (make_text, "char-rnn", []),  # Sizes in MB; no cache setting.
 }
 
 
@@ -252,7 +276,7 @@ def main() -> None:
 
     make = FORMATS[args.format][0]
     folders = {count: make(args.root, count) for count in args.sizes}
-    caches = [None] if args.format == "csv" else args.cache
+    caches = [None] if args.format in ("csv", "text") else args.cache
     contenders = [("this tree", REPOSITORY, caches)]
     worktree = None
     if args.compare_commit:

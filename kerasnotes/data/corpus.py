@@ -16,6 +16,10 @@ Sources, by `dataset`:
 
 Every split must hold text: an empty corpus, or a file that is not UTF-8 (named with the
 byte offset of its first bad byte), is a `DataError`.
+
+Nothing holds a split's text: files are counted once (their characters, checking the
+UTF-8) and read as the splits are iterated, as documents of about `PIECE_BYTES` (see
+`pieces`); tfds corpora stream from tfds' files.
 """
 
 from __future__ import annotations
@@ -245,8 +249,9 @@ def count_characters(file: str) -> int:
 
 
 # A file is read as documents of about this many bytes (a longer line is whole in one),
-# each cut at a line break that the separator between documents stands for.
-PIECE_BYTES = 2**20
+# each cut at a line break that the separator between documents stands for: small
+# enough that a batch of them is scored at once.
+PIECE_BYTES = 2**16
 
 
 def pieces(files: list[str], cuts: list[int] = ()) -> list[list[tuple[str, int, int]]]:

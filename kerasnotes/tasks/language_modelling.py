@@ -2,8 +2,8 @@
 
 Data: a corpus of documents from `kerasnotes.data.corpus`, cut into characters (the
 default) or words (`token_level`). The vocabulary is learned from the training text
-with a Keras `StringLookup` (at most `vocabulary_size` tokens, the most frequent; id 0
-is padding, id 1 the unknown token). Documents are joined by a line break, which also
+(its first `VOCABULARY_CHARACTERS`) with a Keras `StringLookup` (at most
+`vocabulary_size` tokens, the most frequent; id 0 is padding, id 1 the unknown token). Documents are joined by a line break, which also
 stands before every text a model scores or continues, so the first character of a
 text is predicted like any other.
 
