@@ -311,6 +311,16 @@ def test_a_large_file_is_read_in_pieces_that_join_back_to_it(tmp_path, monkeypat
     assert all(d.startswith("line ") for d in documents)  # Cut at line breaks.
 
 
+def test_documents_are_scored_in_batches_of_bounded_size():
+    from kerasnotes.tasks.language_modelling import SCORE_CHARACTERS, scoring_batches
+
+    sizes = [10] * 12 + [SCORE_CHARACTERS // 3] * 4 + [SCORE_CHARACTERS * 2, 5]
+    batches = list(scoring_batches(b"x" * n for n in sizes))
+    assert [len(d) for batch in batches for d in batch] == sizes  # All, in order.
+    assert [len(batch) for batch in batches] == [8, 4, 3, 1, 1, 1]
+    assert all(len(b) * max(map(len, b)) <= SCORE_CHARACTERS for b in batches if len(b) > 1)
+
+
 def test_the_baselines_read_bounded_samples_and_say_so(monkeypatch):
     from kerasnotes.tasks import language_modelling
 

@@ -80,6 +80,7 @@ COMPRESSOR_PRIOR = 10_000_000  # At most this many training characters come firs
 VOCABULARY_CHARACTERS = 20_000_000  # The first training characters the vocabulary counts.
 NGRAM_TOKENS = 1_000_000  # The first training tokens the n-gram baseline counts.
 HELD_OUT_SAMPLE = 1_000_000  # The first characters of a held-out split the baselines read.
+SCORE_CHARACTERS = 2**16  # Characters (batch times longest) scored in one call at most.
 # Training and validation read a split as blocks of this many tokens, each cut into
 # `batch_size` streams (a split within one block: the whole split's streams).
 BLOCK_TOKENS = 2**22
@@ -401,8 +402,7 @@ class LanguageModelling:
         progress = keras.utils.Progbar(
             None, unit_name="document", verbose=1 if sys.stderr.isatty() else 0
         )
-        for batch in data.test.batch(8).as_numpy_iterator():
-            batch = [d.decode("utf-8") for d in batch]
+        for batch in scoring_batches(data.test.as_numpy_iterator()):
             out = predictor["score"](tf.constant(batch))
             total += float(np.sum(out["log_probability"]))
             characters += sum(len(d) for d in batch)
@@ -719,6 +719,24 @@ def prompt_from(document: str) -> str:
     prompt = document[start : start + PROMPT_CHARACTERS]
     cut = prompt.rfind(" ")
     return prompt[: cut + 1] if cut > 0 else prompt
+
+
+def scoring_batches(documents, most: int = 8):
+    """`documents` (UTF-8 bytes) as lists of texts to score at once: up to `most`, and
+    as many as keep the batch (its count times its longest) within `SCORE_CHARACTERS`
+    (a longer document alone), so that the activations of one call stay bounded."""
+    batch, longest = [], 0
+    for document in documents:
+        text = document.decode("utf-8")
+        if batch and (
+            len(batch) == most or (len(batch) + 1) * max(longest, len(text)) > SCORE_CHARACTERS
+        ):
+            yield batch
+            batch, longest = [], 0
+        batch.append(text)
+        longest = max(longest, len(text))
+    if batch:
+        yield batch
 
 
 def head_documents(documents, characters: int) -> list[str]:
