@@ -241,6 +241,30 @@ def test_the_disk_cache_is_reused_and_rebuilt_when_a_file_changes(
         image_data.load(str(image_folder), image_size=24, cache=disk, skip_bad_records=True)
 
 
+def test_a_disk_cache_is_prepared_whole_or_not_at_all(tmp_path, monkeypatch):
+    monkeypatch.setenv(streams.CACHE_ENV, str(tmp_path))
+    calls = []
+
+    def prepare(folder, fail=False):
+        calls.append(folder)
+        with open(os.path.join(folder, "part"), "w") as f:
+            f.write("half")
+        if fail:
+            raise KeyboardInterrupt  # Interrupted while writing.
+        return {"written": 1}
+
+    with pytest.raises(KeyboardInterrupt):
+        streams.prepared("source", "key", lambda folder: prepare(folder, fail=True))
+    (home,) = tmp_path.iterdir()
+    assert list(home.iterdir()) == []  # Nothing half-written is left.
+    folder, manifest = streams.prepared("source", "key", prepare)
+    assert manifest == {"written": 1} and os.path.basename(folder) == "key"
+    assert streams.prepared("source", "key", prepare) == (folder, manifest)
+    assert len(calls) == 2  # The finished cache is reused, not prepared again.
+    streams.prepared("source", "new-key", prepare)  # The files changed: the old goes.
+    assert [p.name for p in home.iterdir()] == ["new-key"]
+
+
 def test_a_file_removed_during_training_is_a_clear_error(
     image_folder, tmp_path_factory, monkeypatch
 ):
