@@ -249,17 +249,20 @@ def measure(
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    ready, tail = None, []
+    ready, rate, tail = None, None, []
     for line in child.stdout:
         tail = [*tail[-20:], line]
         if ready is None and line.startswith("Data: "):  # Loaded and checked.
             ready = time.perf_counter() - started
+        if line.startswith("Decoded "):  # The first pass: "Decoded N units in S s (R units/s)."
+            rate = line.split("(")[-1].split()[0]
     _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
         sys.exit(f"{' '.join(command)} failed:\n{''.join(tail)}")
     return {
         "peak_mb": round(usage.ru_maxrss / 1024),
         "seconds_to_training": round(ready or float("nan"), 1),
+        "decoded_per_second": rate,  # None where nothing was decoded (a disk cache read).
         "seconds": round(time.perf_counter() - started, 1),
     }
 

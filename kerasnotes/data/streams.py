@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -358,17 +359,24 @@ def _check_skipped(skipped, decode, skip_bad_records: bool, unit: str, listed_in
 
 
 def _fill(splits: dict[str, tf.data.Dataset], total: int, unit: str) -> set[int]:
-    """Iterate every split once, with a progress bar: the indices of the files read."""
+    """Iterate every split once, with a progress bar and then its rate: the indices of
+    the files read."""
     from keras.utils import Progbar
 
     progress = Progbar(total, unit_name=unit, verbose=1 if sys.stderr.isatty() else 0)
-    good, done = set(), 0
+    good, done, started = set(), 0, time.perf_counter()
     for ds in splits.values():
         for batch in ds.map(lambda i, *rest: i).batch(256):
             good.update(batch.numpy().tolist())
             done += len(batch)
             progress.update(done)
     progress.update(total, finalize=True)
+    seconds = time.perf_counter() - started
+    print(
+        f"Decoded {total:,} {unit}s in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} "
+        f"{unit}s/s).",
+        file=sys.stderr,
+    )
     return good
 
 
