@@ -278,6 +278,27 @@ def test_a_table_is_read_as_a_stream_into_a_cache_the_next_run_reuses(tmp_path):
         text_data.load(str(path), "classification")
 
 
+def test_the_vocabulary_of_a_huge_table_is_from_a_sample_spread_over_it(
+    tmp_path, monkeypatch, capsys
+):
+    from kerasnotes.tasks import text as text_tasks
+
+    rows = "".join(
+        f"review {i} has word{i} in it,{'pos' if i % 2 else 'neg'}\n" for i in range(300)
+    )
+    path = _write(tmp_path / "many.csv", "text,label\n" + rows)
+    config = {**text_tasks.CLASSIFICATION.settings, "dataset": path, "skip_bad_records": False,
+              "vocabulary_size": 10_000}  # fmt: skip
+    whole = text_tasks.CLASSIFICATION.load_data(config).vocabulary
+    monkeypatch.setattr(text_tasks, "VOCABULARY_TEXTS", 100)
+    sampled = text_tasks.CLASSIFICATION.load_data(config).vocabulary
+    assert "The vocabulary is from 1 in 3 of the 240 training texts" in capsys.readouterr().err
+    words = {w for w in sampled if w.startswith("word")}
+    assert 70 < len(words) < 90 and set(sampled) < set(whole)
+    numbers = sorted(int(w[4:]) for w in words)  # From all over the file, not its start.
+    assert numbers[0] < 10 and numbers[-1] > 290
+
+
 def test_a_conll_folder_is_cached_with_its_tags_and_bad_records(tmp_path):
     # The cache keeps what the first read found: the bad record is named again
     # without reading, and skipped when asked.

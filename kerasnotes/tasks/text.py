@@ -26,6 +26,7 @@ returns `tags` and `tag_scores`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -47,6 +48,7 @@ from kerasnotes.text import (
 )
 
 NUM_SAMPLES = 3
+VOCABULARY_TEXTS = 1_000_000  # The vocabulary counts a sample of this many at most.
 # Batches hold texts whose lengths (in tokens) fall between the same two boundaries.
 BUCKET_BOUNDARIES = (6, 9, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320,
                      400, 512, 640, 800, 1024)  # fmt: skip
@@ -91,7 +93,15 @@ class TextTask:
             keep_punctuation=self.kind == "tagging",
             max_tokens=config["vocabulary_size"],
         )
-        tokenizer.adapt(data.train.map(lambda text, _: text).batch(1024))
+        texts, count = data.train.map(lambda text, _: text), data.num_examples["train"]
+        if count > VOCABULARY_TEXTS:  # Every n-th text: a sample spread over the split.
+            texts = texts.shard(math.ceil(count / VOCABULARY_TEXTS), 0)
+            print(
+                f"The vocabulary is from 1 in {math.ceil(count / VOCABULARY_TEXTS)} of the "
+                f"{count:,} training texts.",
+                file=sys.stderr,
+            )
+        tokenizer.adapt(texts.batch(1024))
         data.vocabulary = tokenizer.get_vocabulary()
         return data
 
