@@ -1,7 +1,8 @@
 """Next-value modelling data: sounds or real-valued series, quantised to levels.
 
-Every source comes back as a `SeriesData`: for each split a list of float32 series in
-[-1, 1], and how a value becomes one of `num_levels` levels:
+Every source comes back as a `SeriesData`: for each split its float32 series (a CSV
+file's columns as arrays, sounds as a `tf.data` dataset that reads them), and how a
+value becomes one of `num_levels` levels:
 
 - sounds (the embedded `signals`; a folder of WAV files, one sub-folder per class) are
   mu-law companded first, as in WaveNet: `sign(x) ln(1 + mu |x|) / ln(1 + mu)` with
@@ -28,19 +29,25 @@ import dataclasses
 import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kerasnotes.errors import DataError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 QUANTIZATIONS = ("mu_law", "linear")
 
 
 @dataclasses.dataclass
 class SeriesData:
-    train: list[np.ndarray]
-    validation: list[np.ndarray]
-    test: list[np.ndarray]
+    # Float32 series: the arrays of a CSV file's columns, or a `tf.data` dataset of
+    # sounds (read as it is iterated).
+    train: list[np.ndarray] | tf.data.Dataset
+    validation: list[np.ndarray] | tf.data.Dataset
+    test: list[np.ndarray] | tf.data.Dataset
     quantization: str  # "mu_law" or "linear"
     # "none": the values are in [-1, 1] (sounds); "context": each context is scaled by
     # itself (`context_scaling`) before it is quantised.
@@ -92,6 +99,7 @@ def load(
     sample_rate: int | None = None,
     skip_bad_records: bool = False,
     data_dir: str | None = None,
+    cache=None,
 ) -> SeriesData:
     """Load series by embedded name or path.
 
@@ -99,8 +107,8 @@ def load(
         dataset: `None` or `"signals"` (embedded sounds, default), `"signals/small"`, a
             directory of WAV files (one sub-folder per class, as `wavenet` reads), a
             tfds audio dataset's name, or a CSV file of series.
-        num_samples, sample_rate, data_dir: as for `kerasnotes.data.waveforms.load`
-            (sounds only).
+        num_samples, sample_rate, data_dir, cache: as for
+            `kerasnotes.data.waveforms.load` (sounds only).
         skip_bad_records: skip (and count) unreadable sounds, or lines of a CSV file
             with a text value in a numeric column or another number of columns.
     """
@@ -115,17 +123,17 @@ def load(
         sample_rate=sample_rate,
         skip_bad_records=skip_bad_records,
         data_dir=data_dir,
+        cache=cache,
     )
-    splits = {
-        part: [wave.numpy()[:, 0] for wave, _ in getattr(data, part)]
-        for part in ("train", "validation", "test")
-    }
-    return SeriesData(
-        **splits,
+    return SeriesData(  # Each sound read (and cached) as the waveform loader says.
+        **{
+            part: getattr(data, part).map(lambda wave, _: wave[:, 0])
+            for part in ("train", "validation", "test")
+        },
         quantization="mu_law",
         scaling="none",
         sample_rate=data.sample_rate,
-        num_examples={part: len(series) for part, series in splits.items()},
+        num_examples=dict(data.num_examples),
         source=data.source,
     )
 

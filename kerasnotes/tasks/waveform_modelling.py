@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasnotes.data import series as series_data
+from kerasnotes.data import streams
 from kerasnotes.decoding import SAMPLING, check_sampling, decode, sampling_settings
 from kerasnotes.errors import DataError
 
@@ -51,6 +52,7 @@ class WaveformModelling:
         "window": 256,
         "num_samples": 0,
         "sample_rate": 0,
+        **streams.CACHE_SETTINGS,  # For sounds; a CSV file's values are read once.
         # Sampling: the export's defaults, and the continuation plotted after training.
         "max_length": 256,
         "temperature": 1.0,
@@ -85,17 +87,23 @@ class WaveformModelling:
             num_samples=config["num_samples"] or None,
             sample_rate=config["sample_rate"] or None,
             skip_bad_records=config["skip_bad_records"],
+            cache=streams.Cache.from_config(config),
         )
         field = self.receptive_field(config)
+        data = _SplitsAsDatasets(data)
         for part in ("train", "validation", "test"):
-            longest = max((len(s) for s in getattr(data, part)), default=0)
+            longest = int(
+                getattr(data, part).reduce(
+                    tf.constant(0, tf.int64), lambda n, s: tf.maximum(n, tf.size(s, tf.int64))
+                )
+            )
             if longest < field + config["window"]:
                 raise DataError(
                     f"The {part} split's longest series has {longest} values: too short for "
                     f"the receptive field ({field}) and a window of {config['window']} after "
                     "it (set a smaller window or layers_per_block)."
                 )
-        return _SplitsAsDatasets(data)
+        return data
 
     def example_info(self, config=None) -> dict:
         """A stand-in for `data_info`; with `config`, its settings are checked first
@@ -160,33 +168,38 @@ class WaveformModelling:
         return receptive_field(config["kernel_size"], dilations)
 
     def windows(self, split, config, stride=None, *, batch_size=None, seed=None):
-        """Batches of the windows of every series of `split` (arrays, or a dataset of
-        series), float32 `(batch, receptive field + window)`, `stride` apart (half a
-        window by default), cut as they are read: only the series and each window's
-        start are held. A window's last `window` values are predicted, each from a
-        whole receptive field of values before it, as in generation after a long
-        enough context. With `seed`, the windows come in a new shuffled order every
-        epoch. Returns the batches and how many windows there are."""
+        """Batches of the windows of every series of `split` (a dataset of series, or
+        arrays), float32 `(batch, receptive field + window)`, `stride` apart (half a
+        window by default), cut as the series are read. A window's last `window`
+        values are predicted, each from a whole receptive field of values before it,
+        as in generation after a long enough context. With `seed`, the windows come
+        shuffled anew every epoch (in a buffer of at most `SHUFFLE_BUFFER_BYTES`).
+        Returns the batches and how many windows there are."""
         length = self.receptive_field(config) + config["window"]
         stride = stride or max(1, config["window"] // 2)
-        series = [np.asarray(s, np.float32) for s in split]
-        offsets = np.cumsum([0] + [len(s) for s in series])
-        starts = np.concatenate(
-            [
-                offset + np.arange(0, len(s) - length + 1, stride)
-                for offset, s in zip(offsets[:-1], series, strict=True)
-            ]
-            + [np.zeros(0, np.int64)]
-        ).astype(np.int64)
-        values = tf.constant(np.concatenate([*series, np.zeros(0, np.float32)]))
-        ds = tf.data.Dataset.from_tensor_slices(starts)
-        if seed is not None:
-            ds = ds.shuffle(max(1, len(starts)), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size or config["batch_size"]).map(
-            lambda first: tf.gather(values, first[:, None] + tf.range(length, dtype=tf.int64)),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        split = as_dataset(split)
+
+        def starts(series):
+            return tf.range(0, tf.size(series, tf.int64) - length + 1, stride)
+
+        count = int(
+            split.reduce(tf.constant(0, tf.int64), lambda n, s: n + tf.size(starts(s), tf.int64))
         )
-        return ds, len(starts)
+        ds = split.flat_map(
+            lambda series: tf.data.Dataset.from_tensor_slices(starts(series)).map(
+                lambda start: series[start : start + length]
+            )
+        )
+        if seed is not None:
+            spec = tf.TensorSpec([length], tf.float32)
+            buffer = streams.shuffle_buffer(spec, count, most=max(1, count))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size or config["batch_size"])
+        return ds.apply(
+            tf.data.experimental.assert_cardinality(
+                -(-count // (batch_size or config["batch_size"]))
+            )
+        ), count
 
     def window_levels(self, values, info, config):
         """Windows (`windows`) to levels, each scaled by its first receptive field."""
@@ -197,9 +210,7 @@ class WaveformModelling:
         """Batched `(levels[:, :-1], levels[:, 1:], weights)` windows: only the last
         `window` steps (after a whole receptive field) count."""
         info = info or self.example_info(config)
-        windows, _ = self.windows(
-            (s.numpy() for s in split), config, seed=config["seed"] if training else None
-        )
+        windows, _ = self.windows(split, config, seed=config["seed"] if training else None)
         length = self.receptive_field(config) + config["window"]
         weights = np.zeros(length - 1, np.float32)
         weights[-config["window"] :] = 1
@@ -259,12 +270,12 @@ class WaveformModelling:
         num_levels, field = config["num_levels"], self.receptive_field(config)
         scored = slice(-config["window"], None)  # The predictions of the window's values.
         counts = np.zeros(num_levels, np.int64)
-        training, _ = self.windows(data.series.train, config, config["window"])
+        training, _ = self.windows(data.train, config, config["window"])
         for batch in training:
             levels = np.asarray(self.window_levels(batch, info, config))[:, scored]
             counts += np.bincount(levels.ravel(), minlength=num_levels)
         marginal = -np.log2((counts + 1) / (counts.sum() + num_levels))
-        windows, count = self.windows(data.series.test, config, stride=config["window"])
+        windows, count = self.windows(data.test, config, stride=config["window"])
         if not count:
             raise DataError("The test split has no whole window: nothing to evaluate.")
         bits, marginal_bits, errors, naive, hits = [], [], [], [], []
@@ -297,7 +308,7 @@ class WaveformModelling:
         from kerasnotes import plots
 
         config = self.with_defaults(config)
-        series = data.series.test[0]
+        series = next(iter(data.test)).numpy()
         context = series[: min(PLOTTED_CONTEXT, len(series) // 2)]
         steps = min(config["max_length"], len(series) - len(context))
         generate = self.generate_function(model, info, config)
@@ -514,6 +525,19 @@ class WaveformModelling:
             yield path, None, sound[:, 0]
 
 
+def as_dataset(series) -> tf.data.Dataset:
+    """Series as a `tf.data` dataset of float32 vectors: a dataset as it is, arrays
+    (of any lengths) sliced from one ragged tensor."""
+    if isinstance(series, tf.data.Dataset):
+        return series
+    series = list(series)
+    ragged = tf.RaggedTensor.from_row_lengths(
+        np.concatenate([np.zeros(0, np.float32), *series]).astype(np.float32),
+        [len(s) for s in series],
+    )
+    return tf.data.Dataset.from_tensor_slices(ragged)
+
+
 class _SplitsAsDatasets:
     """`SeriesData` as the trainer reads data: `tf.data` splits of float32 series (of
     any length), with the series themselves at `series`."""
@@ -521,11 +545,7 @@ class _SplitsAsDatasets:
     def __init__(self, data: series_data.SeriesData):
         self.series = data
         for part in ("train", "validation", "test"):
-            series = getattr(data, part)
-            ragged = tf.RaggedTensor.from_row_lengths(
-                np.concatenate(series).astype(np.float32), [len(s) for s in series]
-            )
-            setattr(self, part, tf.data.Dataset.from_tensor_slices(ragged))
+            setattr(self, part, as_dataset(getattr(data, part)))
         self.num_examples = data.num_examples
 
 
