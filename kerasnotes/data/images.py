@@ -339,11 +339,12 @@ def _from_builder(builder, name: str, size, cache: Cache) -> ImageClassification
     )
 
 
-def read_json(path: str, what: str):
-    """The parsed UTF-8 JSON file `path`, or a `DataError` naming it (`what` it is)."""
+def read_json(path: str, what: str, object_hook=None):
+    """The parsed UTF-8 JSON file `path`, or a `DataError` naming it (`what` it is);
+    `object_hook` as `json.loads` takes it (each object as it is parsed)."""
     text = read_text(path, what)
     try:
-        return json.loads(text)
+        return json.loads(text, object_hook=object_hook)
     except ValueError as e:
         raise DataError(f"{what.capitalize()} {path!r} is not valid JSON: {e}.") from None
 

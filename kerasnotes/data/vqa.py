@@ -313,7 +313,15 @@ def _from_vqa_json(path: str, size, skip_bad_records: bool, cache: Cache) -> Vqa
     questions_file = _find_json(path, "question")
     annotations_file = _find_json(path, "annotation")
     questions_data = read_json(questions_file, "questions file")
-    annotations_data = read_json(annotations_file, "annotations file")
+    # Each of the ten answers of a question kept as its text alone, as it is parsed:
+    # VQA v2's answer records are most of the file, and of its memory as dicts.
+    annotations_data = read_json(
+        annotations_file,
+        "annotations file",
+        lambda record: (
+            record["answer"] if "answer" in record and "answer_id" in record else record
+        ),
+    )
     questions = _records(
         questions_data,
         "questions",
