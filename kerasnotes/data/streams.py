@@ -266,10 +266,13 @@ def file_splits(
             for name, ds in splits.items()
         }
 
+    seconds = None  # Of the decoding pass, where one ran.
+
     def checked(filling):
         """The pass over `filling`: the files kept per split, their counts and the
         files skipped."""
-        good = _fill(filling, total, unit)
+        nonlocal seconds
+        good, seconds = _fill(filling, total, unit)
         kept = {name: [i for i in v.tolist() if i in good] for name, v in parts.items()}
         bad = sorted(i for indices in parts.values() for i in indices.tolist() if i not in good)
         return kept, {name: len(v) for name, v in kept.items()}, [files[i] for i in bad]
@@ -303,6 +306,12 @@ def file_splits(
             f"The {empty[0]} split of {listed_in} has no readable {unit}s left (every one "
             f"of its {len(parts[empty[0]])} was skipped): add {unit}s or fix the unreadable "
             "ones."
+        )
+    if seconds is not None:
+        print(
+            f"Decoded {total:,} {unit}s in {seconds:.1f} s "
+            f"({total / max(seconds, 1e-9):,.0f} {unit}s/s).",
+            file=sys.stderr,
         )
     return FileSplits(without_index(splits, counts), counts, skipped)
 
@@ -358,9 +367,9 @@ def _check_skipped(skipped, decode, skip_bad_records: bool, unit: str, listed_in
     report_skipped(skipped, unit=unit, listed_in=listed_in)
 
 
-def _fill(splits: dict[str, tf.data.Dataset], total: int, unit: str) -> set[int]:
-    """Iterate every split once, with a progress bar and then its rate: the indices of
-    the files read."""
+def _fill(splits: dict[str, tf.data.Dataset], total: int, unit: str) -> tuple[set[int], float]:
+    """Iterate every split once, with a progress bar: the indices of the files read,
+    and the seconds it took."""
     from keras.utils import Progbar
 
     progress = Progbar(total, unit_name=unit, verbose=1 if sys.stderr.isatty() else 0)
@@ -371,13 +380,7 @@ def _fill(splits: dict[str, tf.data.Dataset], total: int, unit: str) -> set[int]
             done += len(batch)
             progress.update(done)
     progress.update(total, finalize=True)
-    seconds = time.perf_counter() - started
-    print(
-        f"Decoded {total:,} {unit}s in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} "
-        f"{unit}s/s).",
-        file=sys.stderr,
-    )
-    return good
+    return good, time.perf_counter() - started
 
 
 def _remove_caches(folder: str, keep: str) -> None:
