@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kerasnotes.data.downloads import tfds_builder, tfds_source
-from kerasnotes.data.images import decode_utf8, read_files
+from kerasnotes.data.images import decoded_lines, read_files, utf8_lines
 from kerasnotes.data.text import split_of_file
 from kerasnotes.errors import DataError
 
@@ -240,12 +240,8 @@ def count_characters(file: str) -> int:
     """The characters of a text file, read as a stream; `OSError` if it cannot be read,
     `ValueError` (naming the byte and its offset) if it is not UTF-8: what `read_files`
     counts or names."""
-    characters, offset = 0, 0
     with open(file, "rb") as f:
-        for raw in f:
-            characters += len(decode_utf8(raw, offset))
-            offset += len(raw)
-    return characters
+        return sum(len(line) for line in decoded_lines(f))
 
 
 # A file is read as documents of about this many bytes (a longer line is whole in one),
@@ -352,14 +348,7 @@ def _from_path(path: str, skip_bad_records: bool = False) -> Corpus:
         files = [files[n] for n in names]
         total = sum(characters[n] for n in names) + len(names) - 1
     else:
-        try:
-            files, total = [path], count_characters(path)
-        except OSError as e:
-            raise DataError(f"Cannot read text file {path!r}: {e.strerror}.") from None
-        except ValueError as e:
-            raise DataError(
-                f"Text file {path!r} is {e}. Convert it to UTF-8 (for example with iconv)."
-            ) from None
+        files, total = [path], sum(len(line) for line in utf8_lines(path))
     if not total:
         raise DataError(f"Dataset {path!r} is empty: a language model needs text to learn from.")
     # By position: the first 80% trains, then 10% validates and the last 10% tests.

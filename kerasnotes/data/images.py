@@ -145,13 +145,22 @@ def decode_images(image_bytes: tf.Tensor, image_shape, data_format: str) -> tf.T
     return to_data_format(images, data_format)
 
 
-def read_bytes(path: str, what: str) -> bytes:
-    """The contents of file `path`, or a `DataError` naming it (`what` it is)."""
+def open_file(path: str, what: str, mode: str = "rb", **options):
+    """`open(path, mode, **options)`, or a `DataError` naming the file (`what` it is)
+    if it cannot be opened."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, mode, **options)
     except OSError as e:
         raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
+
+
+def read_bytes(path: str, what: str) -> bytes:
+    """The contents of file `path`, or a `DataError` naming it (`what` it is)."""
+    with open_file(path, what) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
 
 
 def decode_utf8(raw: bytes, offset: int = 0) -> str:
@@ -181,21 +190,24 @@ def read_text(path: str, what: str = "text file") -> str:
         raise _not_utf8_error(path, what, e) from None
 
 
+def decoded_lines(f):
+    """The lines of the binary file `f` as UTF-8 text (with their line endings), read as
+    a stream; a `ValueError` naming the first bad byte and its offset in the file once
+    its line is reached (see `decode_utf8`)."""
+    offset = 0
+    for raw in f:
+        yield decode_utf8(raw, offset)
+        offset += len(raw)
+
+
 def utf8_lines(path: str, what: str = "text file"):
     """The lines of the UTF-8 file `path` (with their line endings), read as a stream;
     errors as `read_text` gives them, a bad byte's once its line is reached."""
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
-    with f:
-        offset = 0
-        for raw in f:
-            try:
-                yield decode_utf8(raw, offset)
-            except ValueError as e:
-                raise _not_utf8_error(path, what, e) from None
-            offset += len(raw)
+    with open_file(path, what) as f:
+        try:
+            yield from decoded_lines(f)
+        except ValueError as e:
+            raise _not_utf8_error(path, what, e) from None
 
 
 def serve_image_file(serve, path: str, **inputs) -> dict:

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from kerasnotes.data import streams
 from kerasnotes.data.downloads import split_sizes, tfds_builder, tfds_parts, tfds_source
-from kerasnotes.data.images import held_out_split
+from kerasnotes.data.images import held_out_split, open_file
 from kerasnotes.errors import DataError
 
 EMBEDDED = {
@@ -197,17 +197,11 @@ class BadRecord(NamedTuple):
     reason: str
 
 
-@contextlib.contextmanager
 def open_text(path: str, what: str = "text file"):
-    """`path` opened as text, read as a stream: bytes that are not UTF-8 are kept as
-    surrogates, so that the record holding them can be named (see `_not_utf8`); a
-    `DataError` naming the file if it cannot be read."""
-    try:
-        f = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except OSError as e:
-        raise DataError(f"Cannot read {what} {path!r}: {e.strerror}.") from None
-    with f:
-        yield f
+    """`path` opened as text, to be read as a stream: bytes that are not UTF-8 are kept
+    as surrogates, so that the record holding them can be named (see `_not_utf8`); a
+    `DataError` naming the file if it cannot be opened."""
+    return open_file(path, what, "r", encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 _SURROGATES = re.compile("[\udc80-\udcff]")  # What `open_text` makes of bytes not UTF-8.
